@@ -1,0 +1,35 @@
+# One entry point for people and CI. Everything installs into .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install gen lint typecheck test demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+gen: install
+	$(BIN)/aisdk gen
+
+lint: install
+	$(BIN)/buf lint
+
+typecheck: install
+	$(BIN)/mypy runtime codegen compat generated
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/python -m runtime.demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .hypothesis

@@ -1,0 +1,2 @@
+"""Guards the contracts: descriptor-derived hypothesis strategies, released
+baselines and the compatibility checks built on them."""

@@ -1,0 +1,196 @@
+import datetime
+
+from ai.options.v1 import options_pb2 as _options_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MessageKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MESSAGE_KIND_UNSPECIFIED: _ClassVar[MessageKind]
+    MESSAGE_KIND_TEXT: _ClassVar[MessageKind]
+    MESSAGE_KIND_COMMAND: _ClassVar[MessageKind]
+    MESSAGE_KIND_EVENT: _ClassVar[MessageKind]
+
+class TaskPriority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_PRIORITY_UNSPECIFIED: _ClassVar[TaskPriority]
+    TASK_PRIORITY_LOW: _ClassVar[TaskPriority]
+    TASK_PRIORITY_NORMAL: _ClassVar[TaskPriority]
+    TASK_PRIORITY_HIGH: _ClassVar[TaskPriority]
+    TASK_PRIORITY_CRITICAL: _ClassVar[TaskPriority]
+
+class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_STATUS_UNSPECIFIED: _ClassVar[TaskStatus]
+    TASK_STATUS_SUCCEEDED: _ClassVar[TaskStatus]
+    TASK_STATUS_FAILED: _ClassVar[TaskStatus]
+    TASK_STATUS_CANCELLED: _ClassVar[TaskStatus]
+
+class AgentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AGENT_STATE_UNSPECIFIED: _ClassVar[AgentState]
+    AGENT_STATE_STARTING: _ClassVar[AgentState]
+    AGENT_STATE_IDLE: _ClassVar[AgentState]
+    AGENT_STATE_BUSY: _ClassVar[AgentState]
+    AGENT_STATE_DRAINING: _ClassVar[AgentState]
+    AGENT_STATE_STOPPED: _ClassVar[AgentState]
+
+class MemoryType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEMORY_TYPE_UNSPECIFIED: _ClassVar[MemoryType]
+    MEMORY_TYPE_SHORT_TERM: _ClassVar[MemoryType]
+    MEMORY_TYPE_LONG_TERM: _ClassVar[MemoryType]
+    MEMORY_TYPE_EPISODIC: _ClassVar[MemoryType]
+    MEMORY_TYPE_SEMANTIC: _ClassVar[MemoryType]
+MESSAGE_KIND_UNSPECIFIED: MessageKind
+MESSAGE_KIND_TEXT: MessageKind
+MESSAGE_KIND_COMMAND: MessageKind
+MESSAGE_KIND_EVENT: MessageKind
+TASK_PRIORITY_UNSPECIFIED: TaskPriority
+TASK_PRIORITY_LOW: TaskPriority
+TASK_PRIORITY_NORMAL: TaskPriority
+TASK_PRIORITY_HIGH: TaskPriority
+TASK_PRIORITY_CRITICAL: TaskPriority
+TASK_STATUS_UNSPECIFIED: TaskStatus
+TASK_STATUS_SUCCEEDED: TaskStatus
+TASK_STATUS_FAILED: TaskStatus
+TASK_STATUS_CANCELLED: TaskStatus
+AGENT_STATE_UNSPECIFIED: AgentState
+AGENT_STATE_STARTING: AgentState
+AGENT_STATE_IDLE: AgentState
+AGENT_STATE_BUSY: AgentState
+AGENT_STATE_DRAINING: AgentState
+AGENT_STATE_STOPPED: AgentState
+MEMORY_TYPE_UNSPECIFIED: MemoryType
+MEMORY_TYPE_SHORT_TERM: MemoryType
+MEMORY_TYPE_LONG_TERM: MemoryType
+MEMORY_TYPE_EPISODIC: MemoryType
+MEMORY_TYPE_SEMANTIC: MemoryType
+
+class AgentMessage(_message.Message):
+    __slots__ = ("message_id", "source_agent_id", "target_agent_id", "content", "kind", "metadata", "session_id")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    source_agent_id: str
+    target_agent_id: str
+    content: str
+    kind: MessageKind
+    metadata: _containers.ScalarMap[str, str]
+    session_id: str
+    def __init__(self, message_id: _Optional[str] = ..., source_agent_id: _Optional[str] = ..., target_agent_id: _Optional[str] = ..., content: _Optional[str] = ..., kind: _Optional[_Union[MessageKind, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class AgentTask(_message.Message):
+    __slots__ = ("task_id", "agent_id", "task_type", "parameters", "priority")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    agent_id: str
+    task_type: str
+    parameters: _struct_pb2.Struct
+    priority: TaskPriority
+    def __init__(self, task_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., task_type: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[TaskPriority, str]] = ...) -> None: ...
+
+class TaskResult(_message.Message):
+    __slots__ = ("task_id", "agent_id", "status", "output", "error", "duration")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    agent_id: str
+    status: TaskStatus
+    output: _struct_pb2.Struct
+    error: str
+    duration: _duration_pb2.Duration
+    def __init__(self, task_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AgentStatus(_message.Message):
+    __slots__ = ("agent_id", "state", "active_tasks", "capabilities")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_TASKS_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    state: AgentState
+    active_tasks: int
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agent_id: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., active_tasks: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MemoryItem(_message.Message):
+    __slots__ = ("agent_id", "memory_id", "memory_type", "content", "metadata", "created_at")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    memory_id: str
+    memory_type: MemoryType
+    content: str
+    metadata: _containers.ScalarMap[str, str]
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, agent_id: _Optional[str] = ..., memory_id: _Optional[str] = ..., memory_type: _Optional[_Union[MemoryType, str]] = ..., content: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ToolExecutionRequest(_message.Message):
+    __slots__ = ("call_id", "agent_id", "tool_name", "arguments")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    agent_id: str
+    tool_name: str
+    arguments: _struct_pb2.Struct
+    def __init__(self, call_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ToolExecutionResult(_message.Message):
+    __slots__ = ("call_id", "tool_name", "success", "output", "error", "duration")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tool_name: str
+    success: bool
+    output: _struct_pb2.Struct
+    error: str
+    duration: _duration_pb2.Duration
+    def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., success: _Optional[bool] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,138 @@
+import datetime
+
+from ai.gateway.v1 import gateway_pb2 as _gateway_pb2
+from ai.options.v1 import options_pb2 as _options_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IngestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INGEST_STATE_UNSPECIFIED: _ClassVar[IngestState]
+    INGEST_STATE_QUEUED: _ClassVar[IngestState]
+    INGEST_STATE_CHUNKING: _ClassVar[IngestState]
+    INGEST_STATE_EMBEDDING: _ClassVar[IngestState]
+    INGEST_STATE_INDEXED: _ClassVar[IngestState]
+    INGEST_STATE_FAILED: _ClassVar[IngestState]
+INGEST_STATE_UNSPECIFIED: IngestState
+INGEST_STATE_QUEUED: IngestState
+INGEST_STATE_CHUNKING: IngestState
+INGEST_STATE_EMBEDDING: IngestState
+INGEST_STATE_INDEXED: IngestState
+INGEST_STATE_FAILED: IngestState
+
+class Chunk(_message.Message):
+    __slots__ = ("chunk_id", "content", "embedding", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    content: str
+    embedding: _containers.RepeatedScalarFieldContainer[float]
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, chunk_id: _Optional[str] = ..., content: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RagDocument(_message.Message):
+    __slots__ = ("document_id", "content", "metadata", "chunks", "source_uri")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    content: str
+    metadata: _containers.ScalarMap[str, str]
+    chunks: _containers.RepeatedCompositeFieldContainer[Chunk]
+    source_uri: str
+    def __init__(self, document_id: _Optional[str] = ..., content: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ..., source_uri: _Optional[str] = ...) -> None: ...
+
+class IngestStatus(_message.Message):
+    __slots__ = ("document_id", "state", "chunks", "error")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    state: IngestState
+    chunks: int
+    error: str
+    def __init__(self, document_id: _Optional[str] = ..., state: _Optional[_Union[IngestState, str]] = ..., chunks: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class QueryParameters(_message.Message):
+    __slots__ = ("top_k", "similarity_threshold", "filter")
+    class FilterEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    top_k: int
+    similarity_threshold: float
+    filter: _containers.ScalarMap[str, str]
+    def __init__(self, top_k: _Optional[int] = ..., similarity_threshold: _Optional[float] = ..., filter: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RagQuery(_message.Message):
+    __slots__ = ("query_id", "query", "parameters", "model")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    query: str
+    parameters: QueryParameters
+    model: str
+    def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., parameters: _Optional[_Union[QueryParameters, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class Source(_message.Message):
+    __slots__ = ("document_id", "chunk_id", "score", "snippet")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SNIPPET_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    chunk_id: str
+    score: float
+    snippet: str
+    def __init__(self, document_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., score: _Optional[float] = ..., snippet: _Optional[str] = ...) -> None: ...
+
+class RagResult(_message.Message):
+    __slots__ = ("query_id", "answer", "sources", "tokens", "cost", "duration")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    answer: str
+    sources: _containers.RepeatedCompositeFieldContainer[Source]
+    tokens: _gateway_pb2.TokenUsage
+    cost: float
+    duration: _duration_pb2.Duration
+    def __init__(self, query_id: _Optional[str] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., tokens: _Optional[_Union[_gateway_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
