@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,3 +56,98 @@ class Unimplemented(PlatformError, NotImplementedError):
     def __init__(self, spec: SubjectSpec[Any, Any]) -> None:
         self.spec = spec
         super().__init__(f"{spec.service}.{spec.rpc} ({spec.key}) is not implemented")
+
+
+class RemoteError(PlatformError):
+    """The responder answered with an ai.envelope.v1.Error."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        violations: Sequence[Violation] = (),
+        retryable: bool = False,
+        subject: str = "",
+    ) -> None:
+        from ai.envelope.v1 import envelope_pb2
+
+        self.code = code
+        self.code_name = envelope_pb2.Error.Code.Name(code) if code in envelope_pb2.Error.Code.values() else str(code)
+        self.message = message
+        self.violations = tuple(violations)
+        self.retryable = retryable
+        self.subject = subject
+        where = f" from {subject}" if subject else ""
+        super().__init__(f"{self.code_name.removeprefix('CODE_')}{where}: {message}")
+
+    @classmethod
+    def from_proto(cls, error: envelope_pb2.Error, subject: str = "") -> RemoteError:
+        from runtime.contract import Violation
+
+        violations = [Violation(v.field, v.rule, v.description) for v in error.violations]
+        return cls(error.code, error.message, violations, error.retryable, subject)
+
+
+class HandlerError(PlatformError):
+    """Raised by a handler to answer a request with a specific error code
+    (e.g. NOT_FOUND) instead of INTERNAL."""
+
+    def __init__(self, code: int, message: str, retryable: bool = False) -> None:
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class RequestTimeout(PlatformError, asyncio.TimeoutError):
+    """No reply within the timeout."""
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        self.subject = subject
+        self.timeout = timeout
+        super().__init__(f"no reply on {subject} within {timeout:g} s")
+
+
+class NoResponders(PlatformError):
+    """Nobody serves the subject."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(f"no responders on {subject}: is a worker serving it?")
+
+
+class Backpressure(PlatformError):
+    """The client's outbound buffer is full (e.g. while reconnecting)."""
+
+    def __init__(self, subject: str, pending_bytes: int) -> None:
+        self.subject = subject
+        self.pending_bytes = pending_bytes
+        super().__init__(
+            f"cannot publish to {subject}: outbound buffer full ({pending_bytes} bytes pending, not connected)"
+        )
+
+
+class DecodeError(PlatformError, ValueError):
+    """Bytes that are not a valid envelope of the expected type."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"cannot decode message on {subject}: {reason}")
+
+
+class TenantMismatch(PlatformError, ValueError):
+    """The envelope's tenant differs from the tenant of its subject."""
+
+    def __init__(self, subject: str, tenant_id: str) -> None:
+        self.subject = subject
+        self.tenant_id = tenant_id
+        super().__init__(f"envelope tenant {tenant_id!r} does not match subject {subject}")
+
+
+class ConnectionFailed(PlatformError):
+    """The bus could not connect to any of its NATS servers."""
+
+    def __init__(self, servers: Sequence[str], reason: str) -> None:
+        self.servers = tuple(servers)
+        super().__init__(f"cannot connect to NATS at {', '.join(servers)}: {reason}")

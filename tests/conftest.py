@@ -10,6 +10,8 @@ from google.protobuf.compiler import plugin_pb2
 
 from codegen.toolchain import tool_env
 
+pytest_plugins = ["runtime.testing"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -1,0 +1,339 @@
+"""Serving one subject: bytes -> Envelope -> checked, typed payload -> handler
+-> reply, ack or dead letter. Everything that does not change per message is
+resolved when the endpoint is built; a subscriber never dies of bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nats.aio.msg import Msg
+
+from ai.envelope.v1 import envelope_pb2
+from runtime import codec
+from runtime.context import MessageContext
+from runtime.contract import Pattern, SubjectSpec
+from runtime.errors import ContractViolation, DecodeError, HandlerError, PlatformError, TenantMismatch
+from runtime.stats import EndpointStats
+
+if TYPE_CHECKING:
+    from runtime.bus import Bus
+
+log = logging.getLogger("aisdk.endpoint")
+Code = envelope_pb2.Error
+_perf_ns = time.perf_counter_ns
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """In-process retries of a failing handler on core NATS subjects."""
+
+    attempts: int = 3
+    initial_backoff: float = 0.05
+    multiplier: float = 2.0
+    max_backoff: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff))
+
+
+def error_code(exc: BaseException) -> int:
+    if isinstance(exc, TenantMismatch):
+        return Code.CODE_PERMISSION_DENIED
+    if isinstance(exc, (DecodeError, ContractViolation)):
+        return Code.CODE_INVALID_ARGUMENT
+    if isinstance(exc, HandlerError):
+        return exc.code
+    return Code.CODE_INTERNAL
+
+
+def error_proto(exc: BaseException, spec: SubjectSpec[Any, Any]) -> envelope_pb2.Error:
+    if isinstance(exc, ContractViolation):
+        return exc.to_proto()
+    if isinstance(exc, PlatformError):
+        retryable = exc.retryable if isinstance(exc, HandlerError) else False
+        return Code(code=error_code(exc), message=str(exc), retryable=retryable)  # type: ignore[arg-type]
+    # Never leak a traceback or an exception's text to the caller.
+    return Code(code=Code.CODE_INTERNAL, message=f"internal error in {spec.service}.{spec.rpc}")
+
+
+class Endpoint:
+    """One served subject of one handler."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        spec: SubjectSpec[Any, Any],
+        method: Callable[..., Any],
+        *,
+        queue_group: str,
+        concurrency: int,
+        subject: str,
+    ) -> None:
+        self.bus = bus
+        self.spec = spec
+        self.method = method
+        self.queue_group = queue_group
+        self.subject = subject
+        self.stats = EndpointStats()
+        self.concurrency = concurrency
+        self._sem = asyncio.Semaphore(concurrency) if concurrency > 1 else None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._type = spec.request_name
+        self._cls = spec.request_type
+        self._version = spec.schema_version
+        self._validate = spec.validate_request if bus.validate else None
+        self._reply_type = spec.reply_name
+        self._reply_cls = spec.reply_type
+        self._validate_reply = spec.validate_reply if bus.validate else None
+        self._reply_event_prefix = (
+            f"{bus.prefix}.{spec.component}.{spec.reply_event}." if spec.reply_event else ""
+        )
+        self._durable = bus.durability(spec)
+        handlers: dict[Pattern, Callable[[str, bytes, str], Awaitable[None]]] = {
+            Pattern.EVENT: self._handle_event,
+            Pattern.WORK_QUEUE: self._handle_event,
+            Pattern.REQUEST_REPLY: self._handle_request,
+            Pattern.STREAM: self._handle_stream,
+        }
+        self._handle = handlers[spec.pattern]
+
+    # -- decoding ---------------------------------------------------------
+
+    def open(self, subject: str, data: bytes) -> tuple[envelope_pb2.Envelope, Any]:
+        env = codec.open_envelope(subject, data)
+        codec.check_tenant_matches(subject, env)
+        codec.check_version(subject, env, self._version)
+        payload = codec.open_payload(subject, env, self._cls, self._type)
+        if self._validate is not None:
+            violations = self._validate(payload)
+            if violations:
+                raise ContractViolation(self._type, violations)
+        return env, payload
+
+    def _expired(self, deadline: float | None) -> bool:
+        if deadline is not None and deadline <= time.time():
+            self.stats.expired += 1
+            return True
+        return False
+
+    # -- core NATS --------------------------------------------------------
+
+    async def on_msg(self, msg: Msg) -> None:
+        """The nats-py subscription callback."""
+        if self._sem is None:
+            await self._handle(msg.subject, msg.data, msg.reply)
+            return
+        # Blocking here, not queueing more tasks, keeps memory bounded: the
+        # subscription's pending limit absorbs the burst.
+        await self._sem.acquire()
+        task = asyncio.create_task(self._run(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, msg: Msg) -> None:
+        assert self._sem is not None
+        try:
+            await self._handle(msg.subject, msg.data, msg.reply)
+        finally:
+            self._sem.release()
+
+    async def wait_idle(self) -> None:
+        """Wait for in-flight handlers (drain)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _dead_letter(
+        self, subject: str, data: bytes, code: int, reason: str, attempts: int, consumer: str
+    ) -> None:
+        self.stats.dead_lettered += 1
+        await self.bus.dead_letter(subject, data, code, reason, attempts, consumer)
+
+    async def _refuse(self, subject: str, data: bytes, exc: PlatformError, reply: str, attempts: int) -> None:
+        self.stats.invalid += 1
+        self.stats.last_error = str(exc)
+        if reply:
+            tenant = subject.rpartition(".")[2]
+            await self.bus.send_error(reply, tenant, error_proto(exc, self.spec), "")
+        else:
+            await self._dead_letter(subject, data, error_code(exc), str(exc), attempts, self.queue_group)
+
+    async def _handle_request(self, subject: str, data: bytes, reply: str) -> None:
+        st = self.stats
+        st.received += 1
+        try:
+            env, payload = self.open(subject, data)
+        except PlatformError as e:
+            await self._refuse(subject, data, e, reply, 0)
+            return
+        deadline = codec.deadline_of(env)
+        if self._expired(deadline):
+            if reply:
+                err = Code(code=Code.CODE_DEADLINE_EXCEEDED, message="deadline passed before processing")
+                await self.bus.send_error(reply, env.tenant_id, err, env.id)
+            return
+        t0 = _perf_ns()
+        try:
+            result = await self.method(payload, MessageContext(subject, env.tenant_id, env, deadline))
+            if type(result) is not self._reply_cls:
+                raise TypeError(f"handler returned {type(result).__name__}, not {self._reply_type}")
+            if self._validate_reply is not None:
+                violations = self._validate_reply(result)
+                if violations:
+                    raise ContractViolation(self._reply_type, violations)
+        except Exception as e:  # noqa: BLE001 - a handler failure is an error reply, never a dead subscription
+            st.errors += 1
+            st.last_error = f"{type(e).__name__}: {e}"
+            if not isinstance(e, HandlerError):
+                log.exception("handler %s.%s failed on %s", self.spec.service, self.spec.rpc, subject)
+            if reply:
+                internal = e if isinstance(e, HandlerError) else Exception()
+                await self.bus.send_error(reply, env.tenant_id, error_proto(internal, self.spec), env.id)
+            return
+        finally:
+            st.processing_ns += _perf_ns() - t0
+        out = codec.envelope(
+            self._reply_type, self._version, env.tenant_id, self.bus.source, result.SerializeToString(),
+            correlation_id=env.id, traceparent=env.traceparent, tracestate=env.tracestate,
+        ).SerializeToString()
+        if reply:
+            await self.bus.publish_bytes(reply, out)
+        if self._reply_event_prefix:
+            # The reply and the event carry the same type: send the same bytes.
+            await self.bus.publish_bytes(self._reply_event_prefix + env.tenant_id, out)
+        st.handled += 1
+
+    async def _handle_stream(self, subject: str, data: bytes, reply: str) -> None:
+        st = self.stats
+        st.received += 1
+        try:
+            if not reply:
+                raise DecodeError(subject, "a stream request needs a reply subject")
+            env, payload = self.open(subject, data)
+        except PlatformError as e:
+            await self._refuse(subject, data, e, reply, 0)
+            return
+        deadline = codec.deadline_of(env)
+        if self._expired(deadline):
+            err = Code(code=Code.CODE_DEADLINE_EXCEEDED, message="deadline passed before processing")
+            await self.bus.send_error(reply, env.tenant_id, err, env.id)
+            return
+        t0 = _perf_ns()
+        chunks = 0
+        try:
+            async for chunk in self.method(payload, MessageContext(subject, env.tenant_id, env, deadline)):
+                if self._validate_reply is not None:
+                    violations = self._validate_reply(chunk)
+                    if violations:
+                        raise ContractViolation(self._reply_type, violations)
+                await self.bus.publish_bytes(
+                    reply,
+                    codec.envelope(
+                        self._reply_type, self._version, env.tenant_id, self.bus.source,
+                        chunk.SerializeToString(), correlation_id=env.id,
+                    ).SerializeToString(),
+                )
+                chunks += 1
+        except Exception as e:  # noqa: BLE001 - the stream ends with an Error, the subscription lives on
+            st.errors += 1
+            st.last_error = f"{type(e).__name__}: {e}"
+            if not isinstance(e, HandlerError):
+                log.exception("stream handler %s.%s failed on %s", self.spec.service, self.spec.rpc, subject)
+            internal = e if isinstance(e, HandlerError) else Exception()
+            await self.bus.send_error(reply, env.tenant_id, error_proto(internal, self.spec), env.id)
+            return
+        finally:
+            st.processing_ns += _perf_ns() - t0
+        end = envelope_pb2.StreamEnd(chunks=chunks).SerializeToString()
+        await self.bus.publish_bytes(
+            reply,
+            codec.envelope(
+                codec.STREAM_END_TYPE, self._version, env.tenant_id, self.bus.source, end, correlation_id=env.id
+            ).SerializeToString(),
+        )
+        st.handled += 1
+
+    async def _handle_event(self, subject: str, data: bytes, reply: str) -> None:
+        st = self.stats
+        st.received += 1
+        try:
+            env, payload = self.open(subject, data)
+        except PlatformError as e:
+            await self._refuse(subject, data, e, "", 0)
+            return
+        deadline = codec.deadline_of(env)
+        if self._expired(deadline):
+            return
+        ctx = MessageContext(subject, env.tenant_id, env, deadline)
+        policy = self.bus.retry
+        t0 = _perf_ns()
+        try:
+            for attempt in range(1, policy.attempts + 1):
+                ctx.attempt = attempt
+                try:
+                    await self.method(payload, ctx)
+                except Exception as e:  # noqa: BLE001 - retried, then dead-lettered
+                    st.errors += 1
+                    st.last_error = f"{type(e).__name__}: {e}"
+                    if attempt == policy.attempts:
+                        log.warning("handler %s.%s failed %d times on %s: %s", self.spec.service,
+                                    self.spec.rpc, attempt, subject, st.last_error)
+                        await self._dead_letter(
+                            subject, data, error_code(e), st.last_error, attempt, self.queue_group
+                        )
+                        return
+                    st.retried += 1
+                    await asyncio.sleep(policy.delay(attempt))
+                else:
+                    st.handled += 1
+                    return
+        finally:
+            st.processing_ns += _perf_ns() - t0
+
+    # -- JetStream --------------------------------------------------------
+
+    async def on_js_msg(self, msg: Msg) -> None:
+        """One message of a durable pull consumer: ack on success, nak with
+        backoff on failure, dead-letter after max deliveries."""
+        st = self.stats
+        st.received += 1
+        d = self._durable
+        assert d is not None
+        attempt = msg.metadata.num_delivered or 1
+        try:
+            env, payload = self.open(msg.subject, msg.data)
+        except PlatformError as e:
+            # Redelivering garbage cannot help: dead-letter it at once.
+            st.invalid += 1
+            st.last_error = str(e)
+            await self._dead_letter(msg.subject, msg.data, error_code(e), str(e), attempt, self.queue_group)
+            await msg.term()
+            return
+        deadline = codec.deadline_of(env)
+        if self._expired(deadline):
+            await msg.ack()
+            return
+        t0 = _perf_ns()
+        try:
+            await self.method(payload, MessageContext(msg.subject, env.tenant_id, env, deadline, attempt))
+        except Exception as e:  # noqa: BLE001 - nak or dead-letter, never a dead consumer
+            st.errors += 1
+            st.last_error = f"{type(e).__name__}: {e}"
+            if attempt >= d.max_deliver:
+                await self._dead_letter(
+                    msg.subject, msg.data, error_code(e), st.last_error, attempt, self.queue_group
+                )
+                await msg.term()
+            else:
+                st.retried += 1
+                backoff = d.backoff_ms[min(attempt, len(d.backoff_ms)) - 1] / 1000 if d.backoff_ms else None
+                await msg.nak(delay=backoff)
+            return
+        finally:
+            st.processing_ns += _perf_ns() - t0
+        await msg.ack()
+        st.handled += 1

