@@ -23,7 +23,7 @@ lint: install
 	$(BIN)/buf lint
 
 typecheck: install
-	$(BIN)/mypy runtime codegen compat generated
+	$(BIN)/mypy runtime codegen compat components generated
 
 test: lint typecheck
 	$(BIN)/python -m pytest

@@ -198,6 +198,7 @@ class Bus:
         self._services: list[Service] = []
         self._endpoints: list[Endpoint] = []
         self._dlq_ready = False
+        self._closing = False
 
     def durability(self, spec: SubjectSpec[Any, Any]) -> Durability | None:
         """The contract's durability, or the deployment's override of its
@@ -222,10 +223,12 @@ class Bus:
         options = {k: v for k, v in self._connect_options.items() if v is not None}
 
         async def on_error(e: Exception) -> None:
-            log.warning("nats: %s", e)
+            if not self._closing:
+                log.warning("%s", e)
 
         async def on_disconnect() -> None:
-            log.warning("disconnected from NATS; reconnecting")
+            if not self._closing:
+                log.warning("disconnected from NATS; reconnecting")
 
         async def on_reconnect() -> None:
             log.info("reconnected to NATS at %s", self.nc.connected_url)
@@ -254,6 +257,7 @@ class Bus:
         acks and replies go out, then close."""
         if self._nc is None or self._nc.is_closed:
             return
+        self._closing = True
         for worker in self._workers:
             await worker.stop()
         for sub in self._subs:

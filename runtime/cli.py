@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runtime.errors import PlatformError
+from runtime.errors import CliError, PlatformError
 
 Command = Callable[[argparse.Namespace], int]
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-
-
-class CliError(Exception):
-    """A failure the user can act on; printed as one line."""
 
 
 def _registry() -> Any:
@@ -113,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--tenant", help="fill in this tenant id")
     p.set_defaults(func=cmd_subjects)
+    from runtime import cli_bus
+
+    cli_bus.register(sub)
     for register in _EXTENSIONS:
         register(sub)
     return parser
@@ -126,10 +126,14 @@ _EXTENSIONS: list[Callable[[Any], None]] = []
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Long-running commands report reconnects and failed handlers; one-shot
+    # commands keep stderr to the one line that explains a failure.
+    quiet = args.command not in ("serve", "server")
+    logging.basicConfig(level=logging.ERROR if quiet else logging.INFO, format="aisdk: %(message)s")
     func: Command = args.func
     try:
         return func(args)
-    except (CliError, PlatformError) as e:
+    except PlatformError as e:
         print(f"aisdk {args.command}: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -148,4 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Re-enter through the package module, so that commands registered on
+    # runtime.cli (not on __main__) are seen.
+    from runtime.cli import main as package_main
+
+    sys.exit(package_main())

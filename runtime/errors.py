@@ -16,6 +16,10 @@ class PlatformError(Exception):
     """Root of all platform errors."""
 
 
+class CliError(PlatformError):
+    """A command-line failure the user can act on; printed as one line."""
+
+
 class InvalidSubject(PlatformError, ValueError):
     """A tenant id or prefix that is not a safe NATS subject token."""
 

@@ -4,6 +4,8 @@ the tests and `aisdk server`."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -54,7 +56,9 @@ class EmbeddedServer:
     ) -> None:
         self.port = port or free_port()
         self.jetstream = jetstream
-        self.name = name
+        # Unique, so readiness is confirmed from this server's own INFO line and
+        # not from another process already listening on the port.
+        self.name = f"{name}-{os.urandom(4).hex()}"
         self._store = store_dir
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._extra = extra_args
@@ -79,8 +83,9 @@ class EmbeddedServer:
                 raise ServerError(f"nats-server exited with {self._proc.returncode}: {err.splitlines()[-1] if err else ''}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    if s.recv(4096).startswith(b"INFO"):
-                        return self
+                    line = s.recv(65536)
+                if line.startswith(b"INFO ") and json.loads(line[5:]).get("server_name") == self.name:
+                    return self
             except OSError:
                 time.sleep(0.02)
         self.stop()
@@ -101,6 +106,11 @@ class EmbeddedServer:
             self._tmp.cleanup()
             self._tmp = None
             self._store = None
+
+    def terminate(self) -> None:
+        """Ask the server to stop, without waiting (safe in a signal handler)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
 
     def wait(self) -> int:
         """Block until the server exits (for `aisdk server`)."""

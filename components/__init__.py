@@ -1,0 +1,20 @@
+"""AI components that run on the contracts. `aisdk serve NAME...` runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runtime.contract import ServiceHandler
+
+
+def _prompt() -> ServiceHandler:
+    from components.prompt import PromptManager
+
+    return PromptManager()
+
+
+# Factories, so that serving one component never imports another's
+# dependencies (litellm is large and slow to import).
+COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
+    "prompt": _prompt,
+}

@@ -1,0 +1,247 @@
+"""`aisdk server | serve | request | publish | tail`: the bus from a shell.
+
+Payloads are JSON in the proto JSON mapping of the operation's type; replies
+and tailed messages are printed the same way, one JSON document per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from runtime.cli import _registry
+from runtime.contract import Pattern, SubjectSpec, check_tenant
+from runtime.errors import CliError
+
+URL_ENV = ("AISDK_NATS_URL", "NATS_URL")
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+def default_url() -> str:
+    return next((os.environ[v] for v in URL_ENV if os.environ.get(v)), DEFAULT_URL)
+
+
+def _servers(url: str) -> list[str]:
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+def _spec(operation: str, patterns: tuple[Pattern, ...]) -> SubjectSpec[Any, Any]:
+    registry = _registry()
+    spec: SubjectSpec[Any, Any] | None = registry.BY_KEY.get(operation)
+    if spec is None:
+        raise CliError(f"unknown operation {operation!r}: see `aisdk subjects` (e.g. gateway.requests)")
+    if spec.pattern not in patterns:
+        allowed = "/".join(p.value for p in patterns)
+        raise CliError(f"{operation} is {spec.pattern.value}; this command takes {allowed} operations")
+    return spec
+
+
+def _payload(spec: SubjectSpec[Any, Any], data: str) -> Message:
+    message: Message = spec.request_type()
+    try:
+        json_format.Parse(data, message)
+    except json_format.ParseError as e:
+        reason = str(e).splitlines()[0]
+        raise CliError(f"--data is not a valid {spec.request_name} in JSON: {reason}") from None
+    # A missing correlation id is filled in, as any client library would.
+    for field in message.DESCRIPTOR.fields:
+        if field.name.endswith("_id") and field.type == field.TYPE_STRING and not field.is_repeated:
+            if not getattr(message, field.name):
+                from runtime.codec import new_id
+
+                setattr(message, field.name, new_id())
+            break
+    return message
+
+
+def _json(message: Message) -> str:
+    return json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True)
+
+
+async def _connected(args: argparse.Namespace) -> Any:
+    from runtime.bus import Bus
+
+    bus = Bus(_servers(args.nats_url), name=f"aisdk-{args.command}", max_reconnect_attempts=2,
+              reconnect_time_wait=0.2)
+    return await bus.connect()
+
+
+def _run(coro: Any) -> int:
+    result: int = asyncio.run(coro)
+    return result
+
+
+# -- commands -----------------------------------------------------------------
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from runtime.server import EmbeddedServer
+
+    server = EmbeddedServer(port=args.port, jetstream=not args.no_jetstream, store_dir=args.store)
+    server.start()
+    print(server.url, flush=True)
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        # Only signal the child here: waiting on it belongs to the main flow.
+        stop["now"] = True
+        server.terminate()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        code = server.wait()
+    finally:
+        server.stop()
+    return 0 if stop["now"] else code
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from components import COMPONENTS
+
+    unknown = [c for c in args.components if c not in COMPONENTS]
+    if unknown:
+        raise CliError(f"unknown component {', '.join(unknown)}: choose from {', '.join(sorted(COMPONENTS))}")
+    bus = await _connected(args)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        for name in args.components:
+            service = await bus.serve(COMPONENTS[name](), tenants=args.tenant or None)
+            for ep in service.endpoints:
+                print(f"serving {name}: {ep.subject} ({ep.spec.pattern.value})", flush=True)
+        print(f"ready on {bus.nc.connected_url.netloc if bus.nc.connected_url else args.nats_url}", flush=True)
+        await stopping.wait()
+        print("draining", flush=True)
+    finally:
+        await bus.close()
+    print("stopped", flush=True)
+    return 0
+
+
+async def _request(args: argparse.Namespace) -> int:
+    spec = _spec(args.operation, (Pattern.REQUEST_REPLY, Pattern.STREAM))
+    check_tenant(args.tenant)
+    payload = _payload(spec, args.data)
+    bus = await _connected(args)
+    try:
+        options: dict[str, Any] = {"timeout": args.timeout} if args.timeout else {}
+        if spec.pattern is Pattern.STREAM:
+            async for chunk in bus.stream(spec, payload, args.tenant, options):
+                print(_json(chunk), flush=True)
+        else:
+            print(_json(await bus.request(spec, payload, args.tenant, options)))
+    finally:
+        await bus.close()
+    return 0
+
+
+async def _publish(args: argparse.Namespace) -> int:
+    from runtime.codec import new_id
+
+    spec = _spec(args.operation, (Pattern.EVENT, Pattern.WORK_QUEUE))
+    check_tenant(args.tenant)
+    payload = _payload(spec, args.data)
+    bus = await _connected(args)
+    message_id = args.message_id or new_id()
+    try:
+        await bus.publish(spec, payload, args.tenant, {"message_id": message_id})
+    finally:
+        await bus.close()
+    print(json.dumps({"published": bus.subject(spec, args.tenant), "id": message_id}))
+    return 0
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    from runtime.bus import Observed
+
+    spec = _spec(args.operation, tuple(Pattern))
+    if args.tenant is not None:
+        check_tenant(args.tenant)
+    bus = await _connected(args)
+    done = asyncio.Event()
+    seen = 0
+
+    async def show(o: Observed) -> None:
+        nonlocal seen
+        if o.error is not None or o.envelope is None:
+            row: dict[str, Any] = {"subject": o.subject, "error": str(o.error)}
+        else:
+            env = o.envelope
+            row = {
+                "subject": o.subject,
+                "id": env.id,
+                "type": env.type,
+                "tenant_id": env.tenant_id,
+                "time": env.time.ToJsonString(),
+                "source": env.source,
+                "payload": json_format.MessageToDict(o.payload, preserving_proto_field_name=True),
+            }
+        print(json.dumps(row), flush=True)
+        seen += 1
+        if args.count and seen >= args.count:
+            done.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await bus.subscribe(spec, show, tenant_id=args.tenant)
+        await bus.nc.flush()
+        print(f"tailing {spec.wildcard(bus.prefix) if args.tenant is None else bus.subject(spec, args.tenant)}",
+              file=sys.stderr, flush=True)
+        await done.wait()
+    finally:
+        await bus.close()
+    return 0
+
+
+def register(sub: Any) -> None:
+    def url(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--nats-url", default=default_url(),
+                       help=f"server URL(s), comma-separated (default ${URL_ENV[0]} or {DEFAULT_URL})")
+
+    p = sub.add_parser("server", help="run an embedded nats-server with JetStream; prints its URL")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--no-jetstream", action="store_true")
+    p.add_argument("--store", help="JetStream store directory (default: a temporary one)")
+    p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser("serve", help="run components' handlers until SIGTERM/SIGINT, then drain")
+    p.add_argument("components", nargs="+", metavar="COMPONENT")
+    p.add_argument("--tenant", action="append", help="serve only this tenant (repeatable; default: all)")
+    url(p)
+    p.set_defaults(func=lambda a: _run(_serve(a)))
+
+    p = sub.add_parser("request", help="send a typed request and print the reply as JSON")
+    p.add_argument("operation", help="e.g. gateway.requests")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--data", required=True, help="the payload as proto JSON")
+    p.add_argument("--timeout", type=float, help="seconds (default: the registry's)")
+    url(p)
+    p.set_defaults(func=lambda a: _run(_request(a)))
+
+    p = sub.add_parser("publish", help="publish a typed event or work item")
+    p.add_argument("operation", help="e.g. agent.status")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--data", required=True, help="the payload as proto JSON")
+    p.add_argument("--message-id", help="deduplication id on durable subjects (default: a new one)")
+    url(p)
+    p.set_defaults(func=lambda a: _run(_publish(a)))
+
+    p = sub.add_parser("tail", help="print live messages of an operation, decoded")
+    p.add_argument("operation", help="e.g. gateway.responses")
+    p.add_argument("--tenant", help="only this tenant (default: all)")
+    p.add_argument("--count", type=int, default=0, help="exit after this many messages")
+    url(p)
+    p.set_defaults(func=lambda a: _run(_tail(a)))
