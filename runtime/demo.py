@@ -1,45 +1,97 @@
-"""`make demo`: the smallest real end-to-end run of the contracts.
+"""`make demo`: the smallest real end-to-end run that exists.
 
-A typed gateway request is built, validated by the generated checks, wrapped
-in the Envelope, encoded, decoded and checked again, and the subject it would
-travel on is printed. (The runtime issue replaces this with a live exchange
-over an embedded nats-server.)
+An embedded nats-server with JetStream starts; the prompt component serves
+its subjects; a typed client publishes a template event and asks for a
+rendered context; garbage on the bus is refused and dead-lettered; discovery
+shows what is served. (The components issue grows this into the document
+Q&A flow.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
-from google.protobuf import json_format
-
 from ai.envelope.v1 import envelope_pb2
-from ai.gateway.v1 import gateway_bus, gateway_pb2
-from runtime.errors import ContractViolation
+from ai.prompt.v1 import prompt_bus, prompt_pb2
+from components.prompt import PromptManager
+from runtime.bus import Bus
+from runtime.errors import ContractViolation, RemoteError
+from runtime.server import EmbeddedServer
+
+TENANT = "acme"
+
+
+def show(label: str, text: str) -> None:
+    print(f"{label:<12} {text}")
+
+
+async def run(url: str) -> None:
+    async with Bus(url, name="demo") as bus:
+        service = await bus.serve(PromptManager())
+        for ep in service.endpoints:
+            show("serving", f"{ep.subject}  ({ep.spec.pattern.value}, {ep.spec.request_name})")
+        prompts = prompt_bus.PromptServiceClient(bus, TENANT)
+
+        template = prompt_pb2.PromptTemplate(
+            template_id="document-qa",
+            version="1",
+            template="Answer the question from the context.\nQuestion: {question}\nContext:\n{context}",
+        )
+        await prompts.templates(template)
+        show("published", f"{prompt_bus.prompt_templates_subject(TENANT)}  template {template.template_id} v1")
+        await bus.nc.flush()
+        await asyncio.sleep(0.05)
+
+        request = prompt_pb2.ContextRequest(
+            request_id=str(uuid.uuid4()),
+            template_id="document-qa",
+            variables={"question": "What is the refund policy?"},
+            context_snippets=["Refunds are granted within 30 days of purchase.", "Shipping is free over $50."],
+            max_tokens=34,
+        )
+        result = await prompts.context(request)
+        show("requested", f"{prompt_bus.prompt_context_subject(TENANT)} -> {result.estimated_tokens} tokens, "
+                          f"{result.truncated_snippets} snippet(s) dropped to fit 34")
+        for line in result.prompt.splitlines():
+            show("", f"| {line}")
+
+        try:
+            await prompts.context(prompt_pb2.ContextRequest(template_id="document-qa"))
+        except ContractViolation as e:
+            show("refused", f"locally, before sending: {e}")
+        try:
+            await prompts.context(prompt_pb2.ContextRequest(request_id="r2", template_id="nope"))
+        except RemoteError as e:
+            show("remote", str(e))
+
+        letters: list[envelope_pb2.DeadLetter] = []
+
+        async def on_letter(msg: object) -> None:
+            env = envelope_pb2.Envelope.FromString(getattr(msg, "data"))
+            letters.append(envelope_pb2.DeadLetter.FromString(env.data))
+
+        await bus.nc.subscribe(f"ai.dlq.prompt.templates.{TENANT}", cb=on_letter)
+        await bus.nc.publish(prompt_bus.prompt_templates_subject(TENANT), b"\x08garbage")
+        for _ in range(100):
+            if letters:
+                break
+            await asyncio.sleep(0.02)
+        if letters:
+            show("dead letter", f"{letters[0].subject}: {letters[0].reason}")
+
+        info = json.loads((await bus.nc.request("$SRV.INFO.prompt", b"", timeout=2)).data)
+        show("discovery", ", ".join(f"{e['name']} {e['metadata']['request_type']}" for e in info["endpoints"]))
+        stats = service.endpoints
+        show("stats", ", ".join(f"{ep.spec.operation}: {ep.stats.handled} handled, {ep.stats.invalid} invalid"
+                                for ep in stats))
 
 
 def main() -> int:
-    spec = gateway_bus.GATEWAY_REQUESTS
-    request = gateway_pb2.LlmRequest(request_id=str(uuid.uuid4()), prompt="What is the refund policy?", model="gpt-4o-mini")
-    request.parameters.temperature = 0.2
-    print(f"subject      {spec.subject('acme')}  ({spec.pattern.value}, queue {spec.queue_group!r})")
-    print(f"request      {json_format.MessageToJson(request, indent=None)}")
-
-    envelope = envelope_pb2.Envelope(
-        id=str(uuid.uuid4()), type=spec.request_name, schema_version=spec.schema_version, tenant_id="acme"
-    )
-    envelope.time.GetCurrentTime()
-    envelope.data = request.SerializeToString()
-    wire = envelope.SerializeToString()
-    print(f"wire         {len(wire)} bytes ({len(envelope.data)} payload)")
-
-    decoded = envelope_pb2.Envelope.FromString(wire)
-    payload = spec.request_type.FromString(decoded.data)
-    assert payload == request and decoded.type == spec.request_name
-    print(f"decoded      {decoded.type} v{decoded.schema_version}, valid: {spec.validate_request(payload) == []}")
-
-    bad = gateway_pb2.LlmRequest(prompt="no id, no model")
-    bad.parameters.temperature = 3.5
-    print(f"invalid      {ContractViolation(spec.request_name, spec.validate_request(bad))}")
+    with EmbeddedServer(name="aisdk-demo") as server:
+        show("nats-server", f"{server.url} (JetStream on)")
+        asyncio.run(run(server.url))
     return 0
 
 
