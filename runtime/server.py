@@ -124,3 +124,41 @@ class EmbeddedServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class EmbeddedCluster:
+    """`with EmbeddedCluster(3) as c: c.urls` — nats-servers joined by routes,
+    for tests and demos of failover. Node i can be stopped and restarted."""
+
+    def __init__(self, size: int = 3, *, jetstream: bool = False, name: str = "aisdk-cluster") -> None:
+        self.cluster_ports = [free_port() for _ in range(size)]
+        routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.cluster_ports)
+        self.nodes = [
+            EmbeddedServer(
+                jetstream=jetstream,
+                name=f"{name}-{i}",
+                extra_args=("--cluster_name", name, "--cluster", f"nats://127.0.0.1:{port}", "--routes", routes),
+            )
+            for i, port in enumerate(self.cluster_ports)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def start(self) -> EmbeddedCluster:
+        for node in self.nodes:
+            node.start()
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
