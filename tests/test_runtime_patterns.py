@@ -184,3 +184,22 @@ async def test_serving_nothing_is_an_error(bus: Bus) -> None:
     with pytest.raises(PlatformError, match="overrides no operation"):
         await bus.serve(gateway_bus.GatewayServiceHandler())
 
+
+
+async def test_header_mirroring_for_foreign_consumers(nats_url: str) -> None:
+    got: list[dict[str, str]] = []
+    async with Bus(nats_url, mirror_headers=True) as mirrored, Bus(nats_url) as plain:
+        async def raw(msg: object) -> None:
+            got.append(dict(getattr(msg, "headers") or {}))
+
+        await plain.nc.subscribe("ai.agent.status.acme", cb=raw)
+        await plain.nc.flush()
+        status = agent_pb2.AgentStatus(agent_id="a", state=agent_pb2.AGENT_STATE_IDLE)
+        await agent_bus.AgentServiceClient(mirrored, "acme").status(status)
+        await agent_bus.AgentServiceClient(plain, "acme").status(status)
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+    assert got[0]["ce-type"] == "ai.agent.v1.AgentStatus" and got[0]["ai-tenant-id"] == "acme"
+    assert got[1] == {}, "no headers on the hot path unless asked"
