@@ -3,9 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+BENCH_STAMP := $(VENV)/.bench-installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install gen lint typecheck test demo clean
+.PHONY: install gen lint typecheck test bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +24,20 @@ lint: install
 	$(BIN)/buf lint
 
 typecheck: install
-	$(BIN)/mypy runtime codegen compat components generated
+	$(BIN)/mypy runtime codegen compat components generated bench
 
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+# The benchmark beside raw nats-py and FastStream (docs/performance.md); it
+# needs the bench extra, which `make test` does not install.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	rm -f $(VENV)/.bench-installed-*
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/aisdk bench --plot docs/performance-latency.png
 
 demo: install
 	$(BIN)/python -m runtime.demo

@@ -1,0 +1,101 @@
+"""`aisdk bench --quick` runs end to end and reports the promised shape.
+
+No figure is asserted: on a shared machine a timed assertion is noise. The
+FastStream rows and the chart need the bench extra; without it they are
+reported as unavailable, and this test checks exactly that.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.harness import Case, Sample, percentile, rotated
+
+HAS_FASTSTREAM = all(importlib.util.find_spec(m) for m in ("faststream", "pydantic"))
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+SEED_TARGETS = {
+    "agent_messaging_p95_ms", "gateway_queuing_p95_ms", "rag_queue_msg_s", "gateway_msg_s",
+    "agent_messaging_msg_s", "codec_p95_ms", "otel_overhead_pct",
+}
+
+
+def number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and x > 0
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path | None]:
+    chart = tmp_path_factory.mktemp("bench") / "latency.png" if HAS_MATPLOTLIB else None
+    args = [sys.executable, "-m", "runtime.cli", "bench", "--json", "--quick"]
+    if chart is not None:
+        args += ["--plot", str(chart)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("\r") == 0, "the progress bar is drawn on a terminal only"
+    return json.loads(done.stdout), chart
+
+
+def test_json_has_the_ratios_and_raw_figures(quick_run: tuple[dict[str, Any], Path | None]) -> None:
+    s, _ = quick_run
+    assert s["quick"] is True and s["rounds"] == 2
+    assert number(s["codec"]["ratio"]) and number(s["codec"]["ratio_unvalidated"])
+    assert number(s["codec"]["raw"]["mean_ns"]) and number(s["codec"]["ours"]["p95_ns"])
+    assert number(s["pubsub"]["ratio"]) and number(s["pubsub"]["raw"]["msg_s"])
+    rr = s["request_reply"]
+    assert number(rr["ratio_p95"]) and number(rr["raw"]["p95_us"]) and number(rr["ours"]["p99_us"])
+    assert "traced_ratio_p95" in rr and (rr["traced_ratio_p95"] is None or number(rr["traced_ratio_p95"]))
+    if rr["traced_ratio_p95"] is None:
+        assert any("telemetry not available" in n for n in s["notes"])
+    assert number(s["queue_group"]["ratio"]) and s["queue_group"]["workers"] == 3
+    assert number(s["jetstream"]["ratio"]) and number(s["jetstream"]["ours"]["msg_s"])
+    for group, cases in s["per_round"].items():
+        assert all(len(values) == 2 for values in cases.values()), group
+    assert s["environment"]["libraries"]["nats-py"]
+
+
+def test_seed_targets_and_goals_are_judged(quick_run: tuple[dict[str, Any], Path | None]) -> None:
+    s, _ = quick_run
+    assert set(s["seed_targets"]) == SEED_TARGETS
+    for name, target in s["seed_targets"].items():
+        assert target["goal"] and target["measured"], name
+        assert target["met"] in (True, False, None), name
+    assert {"codec_ratio", "pubsub_ratio", "request_reply_ratio_p95"} <= set(s["goals"])
+
+
+def test_faststream_rows_or_why_not(quick_run: tuple[dict[str, Any], Path | None]) -> None:
+    fs = quick_run[0]["faststream"]
+    assert fs["available"] is HAS_FASTSTREAM
+    if HAS_FASTSTREAM:
+        assert number(fs["pubsub_ratio"]) and number(fs["request_reply_ratio_p95"])
+        assert number(fs["vs_raw"]["pubsub_ratio"])
+    else:
+        assert "bench extra" in fs["note"]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="the chart needs the bench extra (matplotlib)")
+def test_plot_writes_a_png(quick_run: tuple[dict[str, Any], Path | None]) -> None:
+    chart = quick_run[1]
+    assert chart is not None and chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_rounds_rotate_the_order() -> None:
+    async def run(n: int) -> Sample:
+        return Sample(n)
+
+    cases = [Case(name, run) for name in "abc"]
+    assert [[c.name for c in rotated(cases, r)] for r in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"],
+    ]
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (50, 95, 100)
+    assert percentile([7.0], 99) == 7
