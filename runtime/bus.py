@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 import nats.errors
@@ -49,6 +49,9 @@ from runtime.errors import (
     RequestTimeout,
 )
 from runtime.micro import MicroService
+
+if TYPE_CHECKING:
+    from runtime.telemetry import BusTelemetry, Telemetry
 
 log = logging.getLogger("aisdk.bus")
 
@@ -158,6 +161,7 @@ class Bus:
         drain_timeout: float = 30.0,
         mirror_headers: bool = False,
         durability_overrides: Mapping[str, Durability] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.name = name
@@ -199,6 +203,12 @@ class Bus:
         self._endpoints: list[Endpoint] = []
         self._dlq_ready = False
         self._closing = False
+        # Telemetry wraps this bus's publish/request/stream and its endpoints'
+        # handlers (runtime.telemetry): without it they run untouched.
+        self.telemetry = telemetry
+        self._tel: BusTelemetry | None = None
+        if telemetry is not None and telemetry.enabled:
+            self._tel = telemetry.bind(self)
 
     def durability(self, spec: SubjectSpec[Any, Any]) -> Durability | None:
         """The contract's durability, or the deployment's override of its

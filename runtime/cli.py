@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     from runtime import cli_bus
 
     cli_bus.register(sub)
+    import runtime.telemetry_view  # noqa: F401 - registers `trace`
     import bench.cli  # noqa: F401 - registers `bench`
     for register in _EXTENSIONS:
         register(sub)

@@ -101,6 +101,8 @@ class Endpoint:
             Pattern.STREAM: self._handle_stream,
         }
         self._handle = handlers[spec.pattern]
+        if bus._tel is not None:
+            bus._tel.instrument_endpoint(self)
 
     # -- decoding ---------------------------------------------------------
 

@@ -196,6 +196,7 @@ async def test_header_mirroring_for_foreign_consumers(nats_url: str) -> None:
         await plain.nc.flush()
         status = agent_pb2.AgentStatus(agent_id="a", state=agent_pb2.AGENT_STATE_IDLE)
         await agent_bus.AgentServiceClient(mirrored, "acme").status(status)
+        await mirrored.nc.flush()  # two connections: fix the arrival order
         await agent_bus.AgentServiceClient(plain, "acme").status(status)
         for _ in range(100):
             if len(got) == 2:
