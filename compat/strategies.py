@@ -12,7 +12,6 @@ from functools import cache
 from typing import Any, Literal
 
 from ai.options.v1 import options_pb2
-from google.protobuf import struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
@@ -105,16 +104,18 @@ _JSON_LEAF = st.one_of(
 )
 
 
-def _struct() -> st.SearchStrategy[Message]:
+def _struct(cls: type[Message]) -> st.SearchStrategy[Message]:
     values = st.recursive(
         _JSON_LEAF,
         lambda inner: st.lists(inner, max_size=MAX_ITEMS) | st.dictionaries(st.text(max_size=8), inner, max_size=MAX_ITEMS),
         max_leaves=6,
     )
 
+    # The class of the descriptor being drawn, not struct_pb2.Struct: a
+    # baseline's pool has a Struct class of its own (with the same helpers).
     def build(d: dict[str, Any]) -> Message:
-        s = struct_pb2.Struct()
-        s.update(d)
+        s = cls()
+        s.update(d)  # type: ignore[attr-defined]
         return s
 
     return st.dictionaries(st.text(max_size=8), values, max_size=MAX_ITEMS).map(build)
@@ -134,7 +135,7 @@ def _messages(descriptor: Descriptor, depth: int) -> st.SearchStrategy[Message]:
     cls = GetMessageClass(descriptor)
     name = descriptor.full_name
     if name == "google.protobuf.Struct":
-        return _struct()
+        return _struct(cls)
     if name in ("google.protobuf.Value", "google.protobuf.ListValue"):
         return st.just(cls())
     if name == "google.protobuf.Timestamp":
