@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_bus.register(sub)
     import runtime.telemetry_view  # noqa: F401 - registers `trace`
     import bench.cli  # noqa: F401 - registers `bench`
+    import compat.cli  # noqa: F401 - registers `check` and `release`
     for register in _EXTENSIONS:
         register(sub)
     return parser
