@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.bench-installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install gen lint typecheck test bench demo clean
+.PHONY: install gen lint typecheck check release test bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,17 @@ lint: install
 typecheck: install
 	$(BIN)/mypy runtime codegen compat components generated bench
 
-test: lint typecheck
+# Lint, breaking and subject changes against every released baseline, drift
+# of generated/, and the compatibility properties (docs/versioning.md).
+check: install
+	$(BIN)/aisdk check
+
+# Cut the baseline of a contract release: make release VERSION=v1.1.0
+release: install
+	$(if $(VERSION),,$(error usage: make release VERSION=vMAJOR.MINOR.PATCH))
+	$(BIN)/aisdk release $(VERSION)
+
+test: typecheck check
 	$(BIN)/python -m pytest
 
 # The benchmark beside raw nats-py and FastStream (docs/performance.md); it
