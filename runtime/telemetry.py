@@ -30,6 +30,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -434,6 +435,26 @@ class _Consumer:
         self.metric_attributes = _endpoint_attributes(ep)
 
 
+class _Send:
+    """One traced send: set by the wrapper, filled in when the envelope is built."""
+
+    __slots__ = ("operation", "producer", "span")
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        self.producer: _Producer | None = None
+        self.span: Span | None = None
+
+
+_SENDING: ContextVar[_Send | None] = ContextVar("aisdk_sending", default=None)
+
+
+def _stamp(env: Any, ctx: SpanContext) -> None:
+    env.traceparent = format_traceparent(ctx)
+    if ctx.trace_state:
+        env.tracestate = ctx.trace_state.to_header()
+
+
 class BusTelemetry:
     """Instruments one Bus and its endpoints by wrapping their bound methods
     on that instance only: a Bus without telemetry runs its own code, with
@@ -463,51 +484,57 @@ class BusTelemetry:
         producer.sent += 1
         return producer
 
-    def _start_send(self, producer: _Producer) -> Span | None:
-        """The producer span, or None when the current context is unsampled
-        and is only carried on (see _stamping)."""
-        if self.honours_parent:
-            parent = _current_span()
-            if not parent.is_recording():
-                if type(parent) is _Carried:
-                    return None
-                ctx = parent.get_span_context()
-                if ctx.is_valid and not ctx.trace_flags.sampled:
-                    return None
-        return self.tracer.start_span(producer.name, kind=SpanKind.PRODUCER, attributes=producer.metric_attributes)
-
     def _stamping(self, envelope: Callable[..., Any]) -> Callable[..., Any]:
-        """Bus._envelope, then the current context (the producer span, or a
-        carried unsampled one) stamped into the envelope."""
+        """Bus._envelope, then, inside a traced send, the producer span (or
+        the carried unsampled context) stamped into the envelope. Starting
+        here, not before, means a payload refused locally sends nothing and
+        records nothing, and every attribute is known when the span starts."""
         bus = self.bus
+        tracer = self.tracer
+        honours = self.honours_parent
 
         def stamped(spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: Any, deadline: Any) -> Any:
             env = envelope(spec, payload, tenant_id, options, deadline)
-            span = _current_span()
-            if type(span) is _Carried:
-                env.traceparent = span.traceparent
-                env.tracestate = span.tracestate
+            sending = _SENDING.get()
+            if sending is None:
                 return env
-            ctx = span.get_span_context()
-            if ctx.is_valid:
-                env.traceparent = format_traceparent(ctx)
-                if ctx.trace_state:
-                    env.tracestate = ctx.trace_state.to_header()
+            producer = sending.producer = self._producer(spec, sending.operation)
+            parent = _current_span()
+            if honours and not parent.is_recording():
+                if type(parent) is _Carried:
+                    env.traceparent = parent.traceparent
+                    env.tracestate = parent.tracestate
+                    return env
+                ctx = parent.get_span_context()
+                if ctx.is_valid and not ctx.trace_flags.sampled:
+                    _stamp(env, ctx)
+                    return env
+            attrs = {
+                **producer.metric_attributes,
+                ATTR.DESTINATION_NAME: bus.subject(spec, tenant_id),
+                ATTR.MESSAGE_ID: env.id,
+                ATTR.TENANT_ID: tenant_id,
+                ATTR.BODY_SIZE: len(env.data),
+            }
+            if env.correlation_id:
+                attrs[ATTR.CONVERSATION_ID] = env.correlation_id
+            span = tracer.start_span(producer.name, kind=SpanKind.PRODUCER, attributes=attrs)
+            _stamp(env, span.get_span_context())
             if span.is_recording():
-                attrs: dict[str, AttributeValue] = {
-                    ATTR.DESTINATION_NAME: bus.subject(spec, tenant_id),
-                    ATTR.MESSAGE_ID: env.id,
-                    ATTR.TENANT_ID: tenant_id,
-                    ATTR.BODY_SIZE: len(env.data),
-                }
-                if env.correlation_id:
-                    attrs[ATTR.CONVERSATION_ID] = env.correlation_id
-                span.set_attributes(attrs)
+                sending.span = span
             return env
 
         return stamped
 
-    def _sent(self, producer: _Producer, span: Span, exc: BaseException | None) -> None:
+    def _sent(self, sending: _Send, exc: BaseException | None) -> None:
+        producer = sending.producer
+        if producer is None:
+            return  # refused before an envelope existed: nothing was sent
+        if exc is not None:
+            producer.failed(exc)
+        span = sending.span
+        if span is None:
+            return
         if exc is not None:
             _fail(span, exc)
         span.end()
@@ -521,21 +548,17 @@ class BusTelemetry:
         async def traced(
             spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: Any = _NO_OPTIONS
         ) -> _T:
-            producer = self._producer(spec, operation)
-            span = self._start_send(producer)
-            token = None if span is None else _attach(set_span_in_context(span))
+            sending = _Send(operation)
+            token = _SENDING.set(sending)
             failure: BaseException | None = None
             try:
                 return await send(spec, payload, tenant_id, options)
             except Exception as e:
-                producer.failed(e)
                 failure = e
                 raise
             finally:
-                if token is not None:
-                    _detach(token)
-                if span is not None:
-                    self._sent(producer, span, failure)
+                _SENDING.reset(token)
+                self._sent(sending, failure)
 
         return traced
 
@@ -543,20 +566,16 @@ class BusTelemetry:
         async def traced(
             spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: Any = _NO_OPTIONS
         ) -> AsyncIterator[Any]:
-            producer = self._producer(spec, OP.STREAM)
-            span = self._start_send(producer)
-            current = None if span is None else set_span_in_context(span)
+            sending = _Send(OP.STREAM)
             failure: BaseException | None = None
             try:
-                async for chunk in _steps(stream(spec, payload, tenant_id, options), current):
+                async for chunk in _steps(stream(spec, payload, tenant_id, options), None, sending):
                     yield chunk
             except Exception as e:
-                producer.failed(e)
                 failure = e
                 raise
             finally:
-                if span is not None:
-                    self._sent(producer, span, failure)
+                self._sent(sending, failure)
 
         return traced
 
@@ -685,25 +704,30 @@ class BusTelemetry:
             ATTR.OPERATION_NAME: OP.DEAD_LETTER,
             ATTR.DESTINATION_NAME: jetstream.dlq_subject(self.bus.prefix, subject),
             ATTR.DEAD_LETTER_REASON: reason,
-            ATTR.ATTEMPT: attempts,
         }
+        if attempts:
+            attrs[ATTR.ATTEMPT] = attempts
         span = self._error_span(consumer.dead_letter_name, SpanKind.PRODUCER, data, attrs)
         if span is not None:
             span.set_status(Status(StatusCode.ERROR, f"dead-lettered after {attempts} attempt(s): {reason}"))
             span.end()
 
 
-async def _steps(chunks: AsyncIterator[_T], current: Context | None) -> AsyncIterator[_T]:
-    """Iterate with `current` attached while each step runs, never across a
-    yield: an async generator may be finalized in another context."""
+async def _steps(chunks: AsyncIterator[_T], current: Context | None, sending: _Send | None = None) -> AsyncIterator[_T]:
+    """Iterate with `current` (and the traced send) in effect while each step
+    runs, never across a yield: an async generator may be finalized in
+    another context."""
     it = chunks.__aiter__()
     while True:
         token = None if current is None else _attach(current)
+        send_token = None if sending is None else _SENDING.set(sending)
         try:
             chunk = await it.__anext__()
         except StopAsyncIteration:
             return
         finally:
+            if send_token is not None:
+                _SENDING.reset(send_token)
             if token is not None:
                 _detach(token)
         yield chunk

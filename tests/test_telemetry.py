@@ -260,9 +260,8 @@ async def test_retries_then_dead_letter_are_spans(tbus: Bus, tel: Telemetry) -> 
 def points(tel: Telemetry) -> dict[str, list[Any]]:
     assert tel.metric_reader is not None
     data = tel.metric_reader.get_metrics_data()
-    assert data is not None
     out: dict[str, list[Any]] = {}
-    for rm in data.resource_metrics:
+    for rm in data.resource_metrics if data is not None else ():
         for sm in rm.scope_metrics:
             for m in sm.metrics:
                 out.setdefault(m.name, []).extend(m.data.data_points)
@@ -384,3 +383,43 @@ async def test_stream_has_a_producer_and_a_consumer_span(tbus: Bus, tel: Telemet
 def test_envelope_trace_fields_roundtrip() -> None:
     env = codec.envelope("t", "1.0", TENANT, "src", b"", traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
     assert parse_traceparent(codec.Envelope.FromString(env.SerializeToString()).traceparent) is not None
+
+
+async def test_jetstream_redelivery_is_one_trace(nats_url: str, tel: Telemetry) -> None:
+    import uuid
+
+    from runtime.contract import Durability
+
+    class Workers(agent_bus.AgentServiceHandler):
+        def __init__(self) -> None:
+            self.attempts = 0
+
+        async def tasks(self, request: agent_pb2.AgentTask, ctx: Context) -> None:
+            self.attempts += 1
+            if self.attempts == 1:
+                raise RuntimeError("first attempt fails")
+
+    tenant = "t" + uuid.uuid4().hex[:12]  # the work-queue stream is shared by the session
+    fast = {"agent.tasks": Durability("work_queue", 3, 2000, (50, 50), 60_000, 0)}
+    workers = Workers()
+    async with Bus(nats_url, durability_overrides=fast, telemetry=tel) as bus:
+        await bus.serve(workers, tenants=[tenant])
+        task = agent_pb2.AgentTask(task_id="t1", agent_id="manager", task_type="summarize")
+        await agent_bus.AgentServiceClient(bus, tenant).tasks(task)
+        await until(lambda: len([s for s in tel.finished_spans() if s.name.startswith("process ")]) == 2)
+    spans = tel.finished_spans()
+    publish = next(s for s in spans if s.name == "publish ai.agent.tasks.{tenant_id}")
+    first, second = sorted((s for s in spans if s.name.startswith("process ")), key=lambda s: s.start_time or 0)
+    assert parent_of(first) == parent_of(second) == publish.context.span_id
+    assert first.status.status_code is StatusCode.ERROR and second.status.status_code is StatusCode.UNSET
+    assert (second.attributes or {})[ATTR.ATTEMPT] == 2
+    assert (first.attributes or {})[ATTR.CONSUMER_GROUP] == "agent.workers"
+
+
+async def test_a_payload_refused_locally_sends_and_records_nothing(tbus: Bus, tel: Telemetry) -> None:
+    from runtime.errors import ContractViolation
+
+    with pytest.raises(ContractViolation):
+        await gateway_bus.GatewayServiceClient(tbus, TENANT).requests(gateway_pb2.LlmRequest(prompt="no id"))
+    assert tel.finished_spans() == ()
+    assert METRIC.SENT.name not in points(tel)
