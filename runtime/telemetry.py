@@ -154,6 +154,15 @@ class _Carried(NonRecordingSpan):
         return self._context
 
 
+def _unsampled(span: Span) -> bool:
+    """A non-recording span that stands for an unsampled trace (not the
+    absence of one)."""
+    if type(span) is _Carried:
+        return True
+    ctx = span.get_span_context()
+    return ctx.is_valid and not ctx.trace_flags.sampled
+
+
 def _remote_parent(traceparent: str, tracestate: str) -> Context:
     parent = parse_traceparent(traceparent, tracestate) if traceparent else None
     # An explicit empty context: a subscription task may have inherited
@@ -298,11 +307,9 @@ class Telemetry:
         """A component span (SPAN.GATEWAY_GENERATE, ...), child of the current
         one; inside an unsampled message it is the carried context, for free."""
         current = _current_span()
-        if self.honours_parent and not current.is_recording():
-            ctx = current.get_span_context()
-            if ctx.is_valid and not ctx.trace_flags.sampled:
-                yield current
-                return
+        if self.honours_parent and not current.is_recording() and _unsampled(current):
+            yield current
+            return
         with self.tracer.start_as_current_span(name.name, kind=kind, attributes=attributes) as span:
             yield span
 
@@ -466,9 +473,8 @@ class BusTelemetry:
         self.tracer = telemetry.tracer
         self.honours_parent = telemetry.honours_parent
         self.producers: dict[tuple[int, str], _Producer] = {}
-        self._consumers: dict[int, _Consumer] = {}
-        # Wrapping instance attributes is the point: mypy sees no method
-        # assignment through setattr.
+        # setattr, not assignment: these are the class's methods, and only
+        # this instance gets the traced versions.
         setattr(bus, "publish", self._traced_send(bus.publish, OP.PUBLISH))
         setattr(bus, "request", self._traced_send(bus.request, OP.REQUEST))
         setattr(bus, "stream", self._traced_stream(bus.stream))
@@ -500,15 +506,13 @@ class BusTelemetry:
                 return env
             producer = sending.producer = self._producer(spec, sending.operation)
             parent = _current_span()
-            if honours and not parent.is_recording():
+            if honours and not parent.is_recording() and _unsampled(parent):
                 if type(parent) is _Carried:
                     env.traceparent = parent.traceparent
                     env.tracestate = parent.tracestate
-                    return env
-                ctx = parent.get_span_context()
-                if ctx.is_valid and not ctx.trace_flags.sampled:
-                    _stamp(env, ctx)
-                    return env
+                else:
+                    _stamp(env, parent.get_span_context())
+                return env
             attrs = {
                 **producer.metric_attributes,
                 ATTR.DESTINATION_NAME: bus.subject(spec, tenant_id),
@@ -582,7 +586,7 @@ class BusTelemetry:
     # -- consumer -----------------------------------------------------------
 
     def instrument_endpoint(self, ep: Endpoint) -> None:
-        consumer = self._consumers[id(ep)] = _Consumer(ep)
+        consumer = _Consumer(ep)
         ep.method = self._traced_handler(consumer, ep)
         refuse, dead_letter = ep._refuse, ep._dead_letter
 
