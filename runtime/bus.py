@@ -77,15 +77,20 @@ class _PullWorker:
         self.endpoint = endpoint
         self.batch = max(1, min(endpoint.concurrency, 256))
         self.fetching = False
+        self.stopping = False
         self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         ep = self.endpoint
-        while True:
+        # A flag, not only cancellation, ends the loop: asyncio.wait_for inside
+        # nats-py's fetch can swallow a cancel that races with its timeout
+        # (Python 3.11), which would leave the loop fetching forever.
+        while not self.stopping:
             self.fetching = True
             try:
                 msgs = await self.psub.fetch(self.batch, timeout=FETCH_TIMEOUT)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                # An idle consumer: nats-py raises either timeout type.
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
@@ -95,6 +100,8 @@ class _PullWorker:
                 continue
             finally:
                 self.fetching = False
+            # Messages in hand are processed even when stopping: they are
+            # delivered to us, and acking them spares a redelivery.
             if self.batch == 1:
                 for m in msgs:
                     await ep.on_js_msg(m)
@@ -107,10 +114,14 @@ class _PullWorker:
         task = self.task
         if task is None:
             return
+        self.stopping = True
         while not task.done() and not self.fetching:
             await asyncio.sleep(0.01)
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        # Bounded: at worst the loop sees the flag after one fetch timeout.
+        await asyncio.wait({task}, timeout=FETCH_TIMEOUT * 3)
+        if not task.done():
+            log.error("consumer of %s did not stop; abandoning it", self.endpoint.subject)
         await self.psub.unsubscribe()
 
 
