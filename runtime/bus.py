@@ -328,6 +328,11 @@ class Bus:
             violations = spec.validate_request(payload)
             if violations:
                 raise ContractViolation(spec.request_name, violations)
+        if not options:
+            return codec.envelope(
+                spec.request_name, spec.schema_version, tenant_id, self.source, payload.SerializeToString(),
+                deadline=deadline,
+            )
         return codec.envelope(
             spec.request_name,
             spec.schema_version,

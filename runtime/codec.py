@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from ai.envelope.v1 import envelope_pb2
 from runtime.errors import DecodeError, TenantMismatch
+from runtime.versions import SchemaVersionMismatch, check_schema_version
 
 Envelope = envelope_pb2.Envelope
 ERROR_TYPE = envelope_pb2.Error.DESCRIPTOR.full_name
@@ -48,22 +49,22 @@ def envelope(
     tracestate: str = "",
     attributes: Mapping[str, str] | None = None,
 ) -> Envelope:
+    # Empty optional fields are left out of the constructor: each keyword
+    # costs upb a field lookup, and most messages carry none of them.
     env = Envelope(
-        id=message_id or new_id(),
-        type=type_name,
-        schema_version=schema_version,
-        tenant_id=tenant_id,
-        source=source,
-        correlation_id=correlation_id,
-        traceparent=traceparent,
-        tracestate=tracestate,
-        data=data,
+        id=message_id or new_id(), type=type_name, schema_version=schema_version, tenant_id=tenant_id,
+        source=source, data=data,
     )
-    now = time.time_ns()
-    env.time.seconds, env.time.nanos = divmod(now, 1_000_000_000)
+    if correlation_id:
+        env.correlation_id = correlation_id
+    if traceparent:
+        env.traceparent = traceparent
+    if tracestate:
+        env.tracestate = tracestate
+    ts = env.time
+    ts.seconds, ts.nanos = divmod(time.time_ns(), 1_000_000_000)
     if deadline is not None:
-        ns = int(deadline * 1e9)
-        env.deadline.seconds, env.deadline.nanos = divmod(ns, 1_000_000_000)
+        env.deadline.seconds, env.deadline.nanos = divmod(int(deadline * 1e9), 1_000_000_000)
     if attributes:
         env.attributes.update(attributes)
     return env
@@ -74,10 +75,6 @@ def deadline_of(env: Envelope) -> float | None:
     if not env.HasField("deadline"):
         return None
     return env.deadline.seconds + env.deadline.nanos / 1e9
-
-
-def major(version: str) -> str:
-    return version.partition(".")[0]
 
 
 def open_envelope(subject: str, data: bytes) -> Envelope:
@@ -96,17 +93,15 @@ def check_tenant_matches(subject: str, env: Envelope) -> None:
 
 
 def check_version(subject: str, env: Envelope, expected: str) -> None:
-    """Same major, any minor: a newer minor decodes with unknown fields kept."""
+    """Same major, any minor (runtime.versions); the common case, an equal
+    version, costs one string comparison."""
     got = env.schema_version
     if got == expected:
         return
-    if major(got) != major(expected) or not got.partition(".")[2].isdigit():
-        raise DecodeError(
-            subject,
-            f"schema version {got or '(none)'} of {env.type} is not compatible with {expected} "
-            f"(this process understands major {major(expected)})",
-        )
-
+    try:
+        check_schema_version(expected, got)
+    except SchemaVersionMismatch as e:
+        raise DecodeError(subject, f"{env.type or 'payload'}: {e}") from None
 
 def open_payload(subject: str, env: Envelope, cls: type[Any], type_name: str) -> Any:
     if env.type != type_name:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
 
 from runtime.errors import InvalidSubject
@@ -105,6 +105,13 @@ class SubjectSpec(Generic[ReqT, RepT]):
     source: str
     validate_request: Validator
     validate_reply: Validator
+    # Full proto names, resolved once: the hot path compares them per message.
+    request_name: str = field(init=False)
+    reply_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "request_name", str(getattr(self.request_type, "DESCRIPTOR").full_name))
+        object.__setattr__(self, "reply_name", str(getattr(self.reply_type, "DESCRIPTOR").full_name))
 
     @property
     def key(self) -> str:
@@ -116,13 +123,6 @@ class SubjectSpec(Generic[ReqT, RepT]):
         """The subject template with the default prefix, e.g. "ai.agent.message.{tenant_id}"."""
         return f"{DEFAULT_PREFIX}.{self.component}.{self.operation}.{{tenant_id}}"
 
-    @property
-    def request_name(self) -> str:
-        return str(getattr(self.request_type, "DESCRIPTOR").full_name)
-
-    @property
-    def reply_name(self) -> str:
-        return str(getattr(self.reply_type, "DESCRIPTOR").full_name)
 
     @property
     def durable(self) -> bool:
