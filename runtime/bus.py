@@ -28,7 +28,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from ai.envelope.v1 import envelope_pb2
-from runtime import codec, jetstream
+from runtime import codec, jetstream, reconnect
 from runtime.contract import (
     DEFAULT_PREFIX,
     CallOptions,
@@ -164,6 +164,7 @@ class Bus:
         token: str | None = None,
         connect_timeout: float = 2.0,
         reconnect_time_wait: float = 0.5,
+        max_reconnect_wait: float = 10.0,
         max_reconnect_attempts: int = -1,
         outbound_buffer_bytes: int = 8 * 1024 * 1024,
         pending_msgs_limit: int = DEFAULT_PENDING_MSGS,
@@ -197,6 +198,7 @@ class Bus:
             "token": token,
             "connect_timeout": connect_timeout,
             "reconnect_time_wait": reconnect_time_wait,
+            "reconnect_to_server_handler": reconnect.backoff(reconnect_time_wait, max_reconnect_wait),
             "max_reconnect_attempts": max_reconnect_attempts,
             "pending_size": outbound_buffer_bytes,
             "drain_timeout": int(drain_timeout),
