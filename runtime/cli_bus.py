@@ -66,12 +66,21 @@ def _json(message: Message) -> str:
     return json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True)
 
 
-async def _connected(args: argparse.Namespace) -> Any:
+async def _connected(args: argparse.Namespace, telemetry: Any = None) -> Any:
     from runtime.bus import Bus
 
     bus = Bus(_servers(args.nats_url), name=f"aisdk-{args.command}", max_reconnect_attempts=2,
-              reconnect_time_wait=0.2)
+              reconnect_time_wait=0.2, telemetry=telemetry)
     return await bus.connect()
+
+
+def _telemetry_from_env(service_name: str) -> Any:
+    """Telemetry for `aisdk serve` when the standard OTEL_* variables ask for it."""
+    if not any(k.startswith("OTEL_") for k in os.environ):
+        return None
+    from runtime import telemetry
+
+    return telemetry.setup(service_name)
 
 
 def _run(coro: Any) -> int:
@@ -110,7 +119,8 @@ async def _serve(args: argparse.Namespace) -> int:
     unknown = [c for c in args.components if c not in COMPONENTS]
     if unknown:
         raise CliError(f"unknown component {', '.join(unknown)}: choose from {', '.join(sorted(COMPONENTS))}")
-    bus = await _connected(args)
+    tel = _telemetry_from_env(f"aisdk-{'-'.join(args.components)}")
+    bus = await _connected(args, tel)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -125,6 +135,8 @@ async def _serve(args: argparse.Namespace) -> int:
         print("draining", flush=True)
     finally:
         await bus.close()
+        if tel is not None:
+            tel.shutdown()
     print("stopped", flush=True)
     return 0
 

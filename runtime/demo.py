@@ -16,6 +16,7 @@ import uuid
 from ai.envelope.v1 import envelope_pb2
 from ai.prompt.v1 import prompt_bus, prompt_pb2
 from components.prompt import PromptManager
+from runtime import telemetry
 from runtime.bus import Bus
 from runtime.errors import ContractViolation, RemoteError
 from runtime.server import EmbeddedServer
@@ -28,7 +29,8 @@ def show(label: str, text: str) -> None:
 
 
 async def run(url: str) -> None:
-    async with Bus(url, name="demo") as bus:
+    tel = telemetry.setup("demo", exporter="memory", metrics_exporter="none", sampler_ratio=1.0)
+    async with Bus(url, name="demo", telemetry=tel) as bus:
         service = await bus.serve(PromptManager())
         for ep in service.endpoints:
             show("serving", f"{ep.subject}  ({ep.spec.pattern.value}, {ep.spec.request_name})")
@@ -86,6 +88,10 @@ async def run(url: str) -> None:
         stats = service.endpoints
         show("stats", ", ".join(f"{ep.spec.operation}: {ep.stats.handled} handled, {ep.stats.invalid} invalid"
                                 for ep in stats))
+    tel.force_flush()
+    print("\ntraces (OpenTelemetry, in memory):")
+    print(tel.waterfall(width=110))
+    tel.shutdown()
 
 
 def main() -> int:

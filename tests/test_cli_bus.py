@@ -130,3 +130,17 @@ def test_embedded_server_reports_a_taken_port() -> None:
 
         with pytest.raises(ServerError):
             EmbeddedServer(port=first.port, jetstream=False).start()
+
+
+def test_serve_traces_when_otel_variables_ask(nats_url: str) -> None:
+    import os
+
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none"}
+    proc = subprocess.Popen([*CLI, "serve", "prompt", "--nats-url", nats_url], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_line(proc, "ready")
+    aisdk("request", "prompt.context", "--tenant", "otel", "--data", '{"template_id": "x"}', url=nats_url)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert '"name": "process ai.prompt.context.{tenant_id}"' in stdout

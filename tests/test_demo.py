@@ -13,3 +13,4 @@ def test_demo_runs() -> None:
     assert out.returncode == 0, out.stderr
     for label in ("serving", "requested", "refused", "remote", "dead letter", "discovery"):
         assert any(line.startswith(label) for line in out.stdout.splitlines()), label
+    assert "request ai.prompt.context.{tenant_id}" in out.stdout, "the trace waterfall is printed"
