@@ -62,6 +62,13 @@ def _payload(spec: SubjectSpec[Any, Any], data: str) -> Message:
     return message
 
 
+def _typed(args: argparse.Namespace, patterns: tuple[Pattern, ...]) -> tuple[SubjectSpec[Any, Any], Message]:
+    """Operation, tenant and payload checked before anything connects."""
+    spec = _spec(args.operation, patterns)
+    check_tenant(args.tenant)
+    return spec, _payload(spec, args.data)
+
+
 def _json(message: Message) -> str:
     return json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True)
 
@@ -142,9 +149,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _request(args: argparse.Namespace) -> int:
-    spec = _spec(args.operation, (Pattern.REQUEST_REPLY, Pattern.STREAM))
-    check_tenant(args.tenant)
-    payload = _payload(spec, args.data)
+    spec, payload = _typed(args, (Pattern.REQUEST_REPLY, Pattern.STREAM))
     bus = await _connected(args)
     try:
         options: dict[str, Any] = {"timeout": args.timeout} if args.timeout else {}
@@ -161,9 +166,7 @@ async def _request(args: argparse.Namespace) -> int:
 async def _publish(args: argparse.Namespace) -> int:
     from runtime.codec import new_id
 
-    spec = _spec(args.operation, (Pattern.EVENT, Pattern.WORK_QUEUE))
-    check_tenant(args.tenant)
-    payload = _payload(spec, args.data)
+    spec, payload = _typed(args, (Pattern.EVENT, Pattern.WORK_QUEUE))
     bus = await _connected(args)
     message_id = args.message_id or new_id()
     try:

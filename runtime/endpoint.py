@@ -164,6 +164,17 @@ class Endpoint:
         else:
             await self._dead_letter(subject, data, error_code(exc), str(exc), attempts, self.queue_group)
 
+    async def _failed(self, exc: Exception, subject: str, reply: str, env: envelope_pb2.Envelope) -> None:
+        """A request or stream handler raised: count it, log anything but a
+        HandlerError, and answer with an Error that leaks no internals."""
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, HandlerError):
+            log.exception("handler %s.%s failed on %s", self.spec.service, self.spec.rpc, subject)
+        if reply:
+            internal = exc if isinstance(exc, HandlerError) else Exception()
+            await self.bus.send_error(reply, env.tenant_id, error_proto(internal, self.spec), env.id)
+
     async def _handle_request(self, subject: str, data: bytes, reply: str) -> None:
         st = self.stats
         st.received += 1
@@ -188,13 +199,7 @@ class Endpoint:
                 if violations:
                     raise ContractViolation(self._reply_type, violations)
         except Exception as e:  # noqa: BLE001 - a handler failure is an error reply, never a dead subscription
-            st.errors += 1
-            st.last_error = f"{type(e).__name__}: {e}"
-            if not isinstance(e, HandlerError):
-                log.exception("handler %s.%s failed on %s", self.spec.service, self.spec.rpc, subject)
-            if reply:
-                internal = e if isinstance(e, HandlerError) else Exception()
-                await self.bus.send_error(reply, env.tenant_id, error_proto(internal, self.spec), env.id)
+            await self._failed(e, subject, reply, env)
             return
         finally:
             st.processing_ns += _perf_ns() - t0
@@ -241,12 +246,7 @@ class Endpoint:
                 )
                 chunks += 1
         except Exception as e:  # noqa: BLE001 - the stream ends with an Error, the subscription lives on
-            st.errors += 1
-            st.last_error = f"{type(e).__name__}: {e}"
-            if not isinstance(e, HandlerError):
-                log.exception("stream handler %s.%s failed on %s", self.spec.service, self.spec.rpc, subject)
-            internal = e if isinstance(e, HandlerError) else Exception()
-            await self.bus.send_error(reply, env.tenant_id, error_proto(internal, self.spec), env.id)
+            await self._failed(e, subject, reply, env)
             return
         finally:
             st.processing_ns += _perf_ns() - t0
