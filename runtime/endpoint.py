@@ -175,20 +175,31 @@ class Endpoint:
             internal = exc if isinstance(exc, HandlerError) else Exception()
             await self.bus.send_error(reply, env.tenant_id, error_proto(internal, self.spec), env.id)
 
-    async def _handle_request(self, subject: str, data: bytes, reply: str) -> None:
-        st = self.stats
-        st.received += 1
+    async def _admit(
+        self, subject: str, data: bytes, reply: str
+    ) -> tuple[envelope_pb2.Envelope, Any, float | None] | None:
+        """Count, decode and check a message; refuse it (error reply or dead
+        letter) or drop it when expired. None means: do not handle it."""
+        self.stats.received += 1
         try:
             env, payload = self.open(subject, data)
         except PlatformError as e:
             await self._refuse(subject, data, e, reply, 0)
-            return
+            return None
         deadline = codec.deadline_of(env)
         if self._expired(deadline):
             if reply:
                 err = Code(code=Code.CODE_DEADLINE_EXCEEDED, message="deadline passed before processing")
                 await self.bus.send_error(reply, env.tenant_id, err, env.id)
+            return None
+        return env, payload, deadline
+
+    async def _handle_request(self, subject: str, data: bytes, reply: str) -> None:
+        st = self.stats
+        admitted = await self._admit(subject, data, reply)
+        if admitted is None:
             return
+        env, payload, deadline = admitted
         t0 = _perf_ns()
         try:
             result = await self.method(payload, MessageContext(subject, env.tenant_id, env, deadline))
@@ -216,19 +227,14 @@ class Endpoint:
 
     async def _handle_stream(self, subject: str, data: bytes, reply: str) -> None:
         st = self.stats
-        st.received += 1
-        try:
-            if not reply:
-                raise DecodeError(subject, "a stream request needs a reply subject")
-            env, payload = self.open(subject, data)
-        except PlatformError as e:
-            await self._refuse(subject, data, e, reply, 0)
+        if not reply:
+            st.received += 1
+            await self._refuse(subject, data, DecodeError(subject, "a stream request needs a reply subject"), "", 0)
             return
-        deadline = codec.deadline_of(env)
-        if self._expired(deadline):
-            err = Code(code=Code.CODE_DEADLINE_EXCEEDED, message="deadline passed before processing")
-            await self.bus.send_error(reply, env.tenant_id, err, env.id)
+        admitted = await self._admit(subject, data, reply)
+        if admitted is None:
             return
+        env, payload, deadline = admitted
         t0 = _perf_ns()
         chunks = 0
         try:
@@ -261,15 +267,11 @@ class Endpoint:
 
     async def _handle_event(self, subject: str, data: bytes, reply: str) -> None:
         st = self.stats
-        st.received += 1
-        try:
-            env, payload = self.open(subject, data)
-        except PlatformError as e:
-            await self._refuse(subject, data, e, "", 0)
+        # Events are never answered: bad ones are dead-lettered, not replied to.
+        admitted = await self._admit(subject, data, "")
+        if admitted is None:
             return
-        deadline = codec.deadline_of(env)
-        if self._expired(deadline):
-            return
+        env, payload, deadline = admitted
         ctx = MessageContext(subject, env.tenant_id, env, deadline)
         policy = self.bus.retry
         t0 = _perf_ns()
