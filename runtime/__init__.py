@@ -1,26 +1,92 @@
-"""The runtime that binds generated contracts to NATS and OpenTelemetry."""
+"""The runtime that binds generated contracts to NATS and OpenTelemetry.
 
-from runtime.contract import (
-    DEFAULT_PREFIX,
-    Durability,
-    Pattern,
-    SubjectSpec,
-    Violation,
-    check_prefix,
-    check_tenant,
-)
-from runtime.errors import ContractViolation, InvalidSubject, PlatformError, Unimplemented
+This module is the public API: import from `runtime`, not from its modules.
 
-__all__ = [
-    "DEFAULT_PREFIX",
-    "ContractViolation",
-    "Durability",
-    "InvalidSubject",
-    "Pattern",
-    "PlatformError",
-    "SubjectSpec",
-    "Unimplemented",
-    "Violation",
-    "check_prefix",
-    "check_tenant",
-]
+    from runtime import Bus, HandlerError, RemoteError
+
+Names are loaded on first use, so that generated code (which imports
+runtime.contract) does not pay for the NATS client or the OTel SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.bus import Bus, Observed, Service
+    from runtime.contract import (
+        DEFAULT_PREFIX,
+        CallOptions,
+        Context,
+        Durability,
+        Pattern,
+        ServiceHandler,
+        SubjectSpec,
+        Violation,
+        check_prefix,
+        check_tenant,
+    )
+    from runtime.endpoint import RetryPolicy
+    from runtime.errors import (
+        Backpressure,
+        ConnectionFailed,
+        ContractViolation,
+        DecodeError,
+        HandlerError,
+        InvalidSubject,
+        NoResponders,
+        PlatformError,
+        RemoteError,
+        RequestTimeout,
+        TenantMismatch,
+        Unimplemented,
+    )
+    from runtime.server import EmbeddedCluster, EmbeddedServer
+
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "Bus": "runtime.bus",
+    "Observed": "runtime.bus",
+    "Service": "runtime.bus",
+    "DEFAULT_PREFIX": "runtime.contract",
+    "CallOptions": "runtime.contract",
+    "Context": "runtime.contract",
+    "Durability": "runtime.contract",
+    "Pattern": "runtime.contract",
+    "ServiceHandler": "runtime.contract",
+    "SubjectSpec": "runtime.contract",
+    "Violation": "runtime.contract",
+    "check_prefix": "runtime.contract",
+    "check_tenant": "runtime.contract",
+    "RetryPolicy": "runtime.endpoint",
+    "Backpressure": "runtime.errors",
+    "ConnectionFailed": "runtime.errors",
+    "ContractViolation": "runtime.errors",
+    "DecodeError": "runtime.errors",
+    "HandlerError": "runtime.errors",
+    "InvalidSubject": "runtime.errors",
+    "NoResponders": "runtime.errors",
+    "PlatformError": "runtime.errors",
+    "RemoteError": "runtime.errors",
+    "RequestTimeout": "runtime.errors",
+    "TenantMismatch": "runtime.errors",
+    "Unimplemented": "runtime.errors",
+    "EmbeddedCluster": "runtime.server",
+    "EmbeddedServer": "runtime.server",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

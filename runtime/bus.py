@@ -292,6 +292,10 @@ class Bus:
             await ep.wait_idle()
         for service in self._services:
             await service.micro.stop()
+            try:
+                await service.handler.stop()
+            except Exception:  # noqa: BLE001 - one handler's failed stop must not keep the bus open
+                log.exception("stopping %s failed", type(service.handler).__name__)
         try:
             await asyncio.wait_for(self._nc.drain(), self.drain_timeout)
         except (asyncio.TimeoutError, nats.errors.Error, OSError):
@@ -480,6 +484,7 @@ class Bus:
         implemented = handler.implemented()
         if not implemented:
             raise PlatformError(f"{type(handler).__name__} overrides no operation of {handler.SERVICE}")
+        await handler.start(self)
         endpoints: list[Endpoint] = []
         for spec, method_name in implemented:
             method = getattr(handler, method_name)

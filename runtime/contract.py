@@ -11,9 +11,12 @@ import enum
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
 
 from runtime.errors import InvalidSubject
+
+if TYPE_CHECKING:
+    from runtime.bus import Bus
 
 DEFAULT_PREFIX = "ai"
 TENANT_MAX_LEN = 64
@@ -199,6 +202,14 @@ class ServiceHandler:
 
     SERVICE: ClassVar[str] = ""
     ENDPOINTS: ClassVar[Sequence[Endpoint]] = ()
+
+    async def start(self, bus: Bus) -> None:
+        """Called by Bus.serve before any subscription: open stores, make the
+        clients of other services. A failure here serves nothing."""
+
+    async def stop(self) -> None:
+        """Called by Bus.close once in-flight messages are done, while the
+        connection is still up (a last event can still go out)."""
 
     def implemented(self) -> list[Endpoint]:
         """The endpoints whose method the subclass overrides."""
