@@ -4,7 +4,10 @@ from each other, so that one module's rename or removal breaks no other."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -12,17 +15,67 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
 from ai.gateway.v1 import gateway_bus, gateway_pb2
+from codegen import toolchain
 from codegen.toolchain import tool_env
+from compat import images
 from runtime.contract import Context
 
 # The checkout under test: the tests of one checkout never read another's files.
 ROOT = Path(__file__).resolve().parent.parent
+
+# Contracts as released in v1.0.0, frozen for the tests that edit contracts:
+# what they edit and the line numbers they expect never move when someone
+# edits proto/ (the README's own loop adds a field there).
+CONTRACTS = ROOT / "tests" / "data" / "contracts"
+
+# What a project takes from this checkout besides its contracts: the
+# generator, its configuration and the options the contracts are written in.
+GENERATOR = ("codegen", "buf.yaml", "buf.gen.yaml", "proto/ai/options")
+
+# What never belongs in a copy of a checkout.
+NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".hypothesis")
 
 
 def buf_exe() -> str:
     exe = shutil.which("buf", path=tool_env()["PATH"])
     assert exe is not None, "buf is not installed (pip install -e '.[dev]')"
     return exe
+
+
+def copy_paths(src: Path, dest: Path, names: tuple[str, ...]) -> Path:
+    """Copy files and directories by their path under src to the same path under dest."""
+    for name in names:
+        if (src / name).is_dir():
+            shutil.copytree(src / name, dest / name, ignore=NOT_COPIED, dirs_exist_ok=True)
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, dest / name)
+    return dest
+
+
+def released_project(dest: Path) -> Path:
+    """A project of its own in dest: this checkout's generator, the frozen
+    v1.0.0 contracts, the code generated from them and their baseline."""
+    copy_paths(ROOT, dest, GENERATOR)
+    shutil.copytree(CONTRACTS / "proto", dest / "proto", dirs_exist_ok=True)
+    toolchain.generate(root=dest)
+    images.write_baseline(dest, images.next_baseline(dest, "v1.0.0"))
+    return dest
+
+
+def checkout_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment of a child process that must import the code of the
+    checkout at root, whichever checkout's virtualenv runs it."""
+    env = tool_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), str(root / "generated"), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def aisdk(cwd: Path, *args: str, root: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`aisdk ARGS` run in cwd with the CLI of the checkout at root."""
+    module = "cli" if (root / "cli" / "__main__.py").is_file() else "runtime.cli"
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=checkout_env(root),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def request_for(image: descriptor_pb2.FileDescriptorSet) -> plugin_pb2.CodeGeneratorRequest:

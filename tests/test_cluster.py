@@ -8,8 +8,7 @@ import asyncio
 from ai.gateway.v1 import gateway_bus
 from runtime.bus import Bus
 from runtime.server import EmbeddedCluster
-from tests.test_runtime_durable import until
-from tests.test_runtime_patterns import Gateway, llm_request
+from tests.support import Gateway, llm_request, until
 
 
 async def test_request_reply_across_the_cluster_survives_a_node_loss() -> None:

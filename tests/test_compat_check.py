@@ -16,7 +16,7 @@ import pytest
 from compat import drift, images
 from compat.check import run_check
 from compat.report import Finding
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 TREE = (*drift.SOURCES, "generated", str(images.BASELINE_DIR))
 AGENT = "proto/ai/agent/v1/agent.proto"

@@ -16,7 +16,7 @@ from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_pb2
 from compat import images, properties
 from compat.properties import Property, as_test, betterproto_class, contract_messages, crosses, newer, suite
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 BASELINES = images.baselines(ROOT)
 SUITE = suite(BASELINES)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compat.drift import compare, drift
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_regenerating_from_scratch_changes_nothing() -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 
 from ai.agent.v1 import agent_bus, agent_pb2
 from ai.envelope.v1 import envelope_pb2
+from ai.gateway.v1 import gateway_bus
 from runtime.bus import Bus, Observed
 from runtime.contract import Context, Durability
 from runtime.jetstream import DLQ_TOKEN
+from tests.support import Gateway, llm_request, until
 
 # The contract's timings are minutes-scale; tests tune them like an operator would.
 FAST = {"agent.tasks": Durability("work_queue", 3, 2000, (50, 50), 60_000, 0)}
@@ -19,13 +20,6 @@ FAST = {"agent.tasks": Durability("work_queue", 3, 2000, (50, 50), 60_000, 0)}
 
 def task(task_id: str) -> agent_pb2.AgentTask:
     return agent_pb2.AgentTask(task_id=task_id, agent_id="manager", task_type="summarize")
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 class Workers(agent_bus.AgentServiceHandler):
@@ -124,9 +118,6 @@ async def test_drain_with_messages_in_flight_loses_nothing(nats_url: str) -> Non
 
 
 async def test_core_drain_answers_requests_in_flight(nats_url: str) -> None:
-    from tests.test_runtime_patterns import Gateway, llm_request
-    from ai.gateway.v1 import gateway_bus
-
     worker = Bus(nats_url)
     await worker.connect()
     gw = Gateway(delay=0.2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+
 import pytest
 
 from ai.agent.v1 import agent_bus, agent_pb2
@@ -11,35 +11,7 @@ from ai.gateway.v1 import gateway_bus, gateway_pb2
 from runtime.bus import Bus, Observed
 from runtime.contract import Context
 from runtime.errors import ContractViolation, NoResponders, RemoteError, RequestTimeout
-
-
-def llm_request(prompt: str = "Hi", request_id: str = "r1") -> gateway_pb2.LlmRequest:
-    return gateway_pb2.LlmRequest(request_id=request_id, prompt=prompt, model="gpt-4o-mini")
-
-
-class Gateway(gateway_bus.GatewayServiceHandler):
-    def __init__(self, name: str = "gw", delay: float = 0.0) -> None:
-        self.name = name
-        self.delay = delay
-        self.seen: list[str] = []
-        self.time_left: list[float | None] = []
-
-    async def requests(self, request: gateway_pb2.LlmRequest, ctx: Context) -> gateway_pb2.LlmResponse:
-        self.seen.append(request.request_id)
-        self.time_left.append(ctx.time_left())
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if request.prompt == "boom":
-            raise RuntimeError("secret internal detail")
-        return gateway_pb2.LlmResponse(
-            request_id=request.request_id, response=f"{self.name}: {request.prompt}", model=request.model
-        )
-
-    async def stream(self, request: gateway_pb2.LlmRequest, ctx: Context) -> AsyncIterator[gateway_pb2.LlmChunk]:
-        for i, word in enumerate(request.prompt.split()):
-            if word == "boom":
-                raise RuntimeError("stream broke")
-            yield gateway_pb2.LlmChunk(request_id=request.request_id, index=i, delta=word)
+from tests.support import Gateway, llm_request
 
 
 async def test_request_reply_is_typed_and_also_published_as_event(bus: Bus) -> None:

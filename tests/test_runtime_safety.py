@@ -19,8 +19,7 @@ from runtime.bus import Bus
 from runtime.contract import Context
 from runtime.errors import Backpressure, DecodeError, RemoteError
 from runtime.server import EmbeddedServer
-from tests.test_runtime_durable import until
-from tests.test_runtime_patterns import Gateway, llm_request
+from tests.support import Gateway, llm_request, until
 
 Error = envelope_pb2.Error
 

@@ -12,7 +12,7 @@ from compat import images
 from compat.breaking import _merge_deleted_fields, _rewrite
 from runtime.errors import PlatformError
 from runtime.versions import SchemaVersionMismatch, check_schema_version, parse_schema_version
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 minors = st.integers(0, 10_000)
 V1 = images.baselines(ROOT)[0]
