@@ -7,25 +7,27 @@ import asyncio
 
 from ai.gateway.v1 import gateway_bus
 from runtime.bus import Bus
+from runtime.errors import NoResponders, RequestTimeout
 from runtime.server import EmbeddedCluster
+from runtime.settings import BusSettings
 from tests.support import Gateway, llm_request, until
 
 
 async def test_request_reply_across_the_cluster_survives_a_node_loss() -> None:
     with EmbeddedCluster(3) as cluster:
         a, b, c = cluster.urls
-        worker = Bus([a, b, c], name="worker", reconnect_time_wait=0.1)
+        worker = Bus([a, b, c], BusSettings(name="worker", reconnect_time_wait=0.1))
         await worker.connect()
         gw = Gateway()
         await worker.serve(gw)
-        async with Bus([c, b, a], name="client", reconnect_time_wait=0.1) as client_bus:
+        async with Bus([c, b, a], BusSettings(name="client", reconnect_time_wait=0.1)) as client_bus:
             client = gateway_bus.GatewayServiceClient(client_bus, "acme")
 
             async def ask(i: int) -> str:
                 for _ in range(50):  # routes propagate interest asynchronously
                     try:
                         return (await client.requests(llm_request(request_id=f"r{i}"), timeout=1)).request_id
-                    except Exception:  # noqa: BLE001 - retried until the route has the subscription
+                    except (NoResponders, RequestTimeout):  # until the route carries the subscription
                         await asyncio.sleep(0.1)
                 raise AssertionError("no reply across the cluster")
 

@@ -1,24 +1,23 @@
 """`aisdk check` on real edits: each breaking edit is reported with the
 name of what broke, each additive edit passes. Every case runs the real buf
-on a copy of the project tree, edited by string replacement; the real
-proto/ is never touched."""
+on a project of its own: the frozen v1.0.0 contracts of tests/data, their
+generated code and baseline, edited by string replacement. Neither the
+checkout's proto/ nor a user's edits to it are read or touched."""
 
 from __future__ import annotations
 
 import io
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from compat import drift, images
+from compat import images
 from compat.check import run_check
 from compat.report import Finding
-from tests.support import ROOT
+from tests.support import aisdk, released_project
 
-TREE = (*drift.SOURCES, "generated", str(images.BASELINE_DIR))
 AGENT = "proto/ai/agent/v1/agent.proto"
 GATEWAY = "proto/ai/gateway/v1/gateway.proto"
 ENVELOPE = "proto/ai/envelope/v1/envelope.proto"
@@ -46,20 +45,15 @@ HEARTBEAT_RPC = """  rpc Heartbeat(AgentHeartbeat) returns (google.protobuf.Empt
 """
 
 
-def copy_tree(dest: Path) -> Path:
-    for name in TREE:
-        src, dst = ROOT / name, dest / name
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    return dest
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return released_project(tmp_path_factory.mktemp("released"))
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    return copy_tree(tmp_path / "project")
+def tree(released: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the released project per test: each edits its own."""
+    return Path(shutil.copytree(released, tmp_path / "project"))
 
 
 def edit(tree: Path, path: str, old: str, new: str) -> None:
@@ -77,12 +71,6 @@ def check(tree: Path, against: str | None = None) -> tuple[list[Finding], str]:
 
 def lines(found: list[Finding], severity: str = "error") -> list[str]:
     return [f.line() for f in found if f.severity == severity]
-
-
-def aisdk(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args], cwd=tree, capture_output=True, text=True, timeout=300
-    )
 
 
 def git(tree: Path, *args: str) -> None:
@@ -261,6 +249,8 @@ def test_stale_generated_code_fails_the_drift_check(tree: Path) -> None:
     found = run_check(tree, skip={"lint", "breaking", "registry", "versions", "properties"}, out=out)
     stale = "generated/ai/agent/v1/agent_pb2.py: stale: run `aisdk gen` and commit generated/ [GENERATED_CURRENT]"
     assert stale in lines(found)
+    # Only what the edit touched: the project was current before it.
+    assert all("/agent/" in line for line in lines(found)), out.getvalue()
 
 
 def test_unknown_ref_is_one_line(tree: Path) -> None:

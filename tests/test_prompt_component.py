@@ -19,9 +19,22 @@ async def client(bus: Bus) -> prompt_bus.PromptServiceClient:
     for version, text in (("1", "Old {question}"), ("2", "Answer {question} for {user}.\n{context}")):
         await c.templates(prompt_pb2.PromptTemplate(template_id="qa", template=text, version=version,
                                                     variables={"user": "a customer"}))
-    await bus.nc.flush()
-    await asyncio.sleep(0.05)
+    await template_arrived(c, "2")  # events are handled in order: "1" is in too
     return c
+
+
+async def template_arrived(client: prompt_bus.PromptServiceClient, version: str, timeout: float = 10.0) -> None:
+    """Templates arrive as events: ask for the version until it is known."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await client.context(ctx(template_version=version, variables={"question": "q"}))
+            return
+        except RemoteError as e:
+            assert e.code_name == "CODE_NOT_FOUND", e
+            assert loop.time() < deadline, f"template version {version} never arrived"
+        await asyncio.sleep(0.01)
 
 
 def ctx(**kw: object) -> prompt_pb2.ContextRequest:

@@ -9,9 +9,10 @@ import pytest
 from ai.agent.v1 import agent_bus, agent_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from runtime.bus import Bus, Observed
+from runtime.settings import BusSettings
 from runtime.contract import Context
 from runtime.errors import ContractViolation, NoResponders, RemoteError, RequestTimeout
-from tests.support import Gateway, llm_request
+from tests.support import Gateway, llm_request, until
 
 
 async def test_request_reply_is_typed_and_also_published_as_event(bus: Bus) -> None:
@@ -26,10 +27,7 @@ async def test_request_reply_is_typed_and_also_published_as_event(bus: Bus) -> N
     reply = await client.requests(llm_request("hello"))
     assert isinstance(reply, gateway_pb2.LlmResponse)
     assert reply.response == "gw: hello"
-    for _ in range(100):
-        if events:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(events))
     [event] = events
     assert event.payload == reply and event.envelope is not None
     assert event.envelope.tenant_id == "acme" and event.subject == "ai.gateway.responses.acme"
@@ -59,16 +57,13 @@ async def test_event_fans_out_to_every_subscriber(nats_url: str) -> None:
         await b2.nc.flush()
         msg = agent_pb2.AgentStatus(agent_id="planner", state=agent_pb2.AGENT_STATE_BUSY)
         await agent_bus.AgentServiceClient(pub, "acme").status(msg)
-        for _ in range(100):
-            if a.got and b.got:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(a.got and b.got))
     assert a.got == [msg] and b.got == [msg]
 
 
 async def test_queue_group_balances_across_three_workers(nats_url: str) -> None:
     workers = [Gateway(f"w{i}") for i in range(3)]
-    buses = [Bus(nats_url, name=f"w{i}") for i in range(3)]
+    buses = [Bus(nats_url, BusSettings(name=f"w{i}")) for i in range(3)]
     async with Bus(nats_url) as client_bus:
         for b, w in zip(buses, workers):
             await b.connect()
@@ -143,7 +138,7 @@ async def test_handler_exception_is_internal_without_details(bus: Bus) -> None:
 
 
 async def test_prefix_is_configurable(nats_url: str) -> None:
-    async with Bus(nats_url, prefix="staging.ai") as b:
+    async with Bus(nats_url, BusSettings(prefix="staging.ai")) as b:
         svc = await b.serve(Gateway())
         assert svc.endpoints[0].subject.startswith("staging.ai.gateway.")
         reply = await gateway_bus.GatewayServiceClient(b, "acme").requests(llm_request())
@@ -160,7 +155,7 @@ async def test_serving_nothing_is_an_error(bus: Bus) -> None:
 
 async def test_header_mirroring_for_foreign_consumers(nats_url: str) -> None:
     got: list[dict[str, str]] = []
-    async with Bus(nats_url, mirror_headers=True) as mirrored, Bus(nats_url) as plain:
+    async with Bus(nats_url, BusSettings(mirror_headers=True)) as mirrored, Bus(nats_url) as plain:
         async def raw(msg: object) -> None:
             # Only this test's messages: the subject is shared by the session.
             if b"header-mirroring" in getattr(msg, "data"):
@@ -171,10 +166,7 @@ async def test_header_mirroring_for_foreign_consumers(nats_url: str) -> None:
         status = agent_pb2.AgentStatus(agent_id="header-mirroring", state=agent_pb2.AGENT_STATE_IDLE)
         await agent_bus.AgentServiceClient(mirrored, "acme").status(status)
         await agent_bus.AgentServiceClient(plain, "acme").status(status)
-        for _ in range(100):
-            if len(got) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: len(got) == 2)
     # Two connections: their arrival order is not guaranteed, even after a flush.
     bare, mirrored_headers = sorted(got, key=len)
     assert mirrored_headers["ce-type"] == "ai.agent.v1.AgentStatus" and mirrored_headers["ai-tenant-id"] == "acme"

@@ -4,7 +4,7 @@ versions, the baselines on disk, and how buf's findings are reworded."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import ai.registry as registry
@@ -25,8 +25,7 @@ def test_same_major_any_minor_is_accepted(mine: int, theirs: int) -> None:
 
 @given(st.integers(1, 50), st.integers(1, 50), minors)
 def test_another_major_is_refused_naming_both(expected: int, got: int, minor: int) -> None:
-    if expected == got:
-        return
+    assume(expected != got)
     with pytest.raises(SchemaVersionMismatch) as e:
         check_schema_version(f"{expected}.0", f"{got}.{minor}")
     assert f"'{got}.{minor}'" in str(e.value) and f"'{expected}.0'" in str(e.value)
