@@ -15,7 +15,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -48,10 +48,11 @@ from runtime.errors import (
     RemoteError,
     RequestTimeout,
 )
+from runtime.hooks import BusHooks, HookChain
 from runtime.micro import MicroService
 
 if TYPE_CHECKING:
-    from runtime.telemetry import BusTelemetry, Telemetry
+    from runtime.telemetry import Telemetry
 
 log = logging.getLogger("aisdk.bus")
 
@@ -138,10 +139,13 @@ class Observed:
 class Service:
     """What Bus.serve returns: the endpoints of one handler and their stats."""
 
-    def __init__(self, handler: ServiceHandler, endpoints: list[Endpoint], micro: MicroService) -> None:
+    def __init__(
+        self, handler: ServiceHandler, endpoints: list[Endpoint], micro: MicroService, hooks: HookChain = HookChain()
+    ) -> None:
         self.handler = handler
         self.endpoints = endpoints
         self.micro = micro
+        self.hooks = hooks
 
 
 class Bus:
@@ -174,6 +178,7 @@ class Bus:
         mirror_headers: bool = False,
         durability_overrides: Mapping[str, Durability] | None = None,
         telemetry: Telemetry | None = None,
+        hooks: Sequence[BusHooks] = (),
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.name = name
@@ -216,12 +221,15 @@ class Bus:
         self._endpoints: list[Endpoint] = []
         self._dlq_ready = False
         self._closing = False
-        # Telemetry wraps this bus's publish/request/stream and its endpoints'
-        # handlers (runtime.telemetry): without it they run untouched.
+        # The hook chain (runtime.hooks) is chosen here, once: telemetry first,
+        # then `hooks`. What it wraps is resolved now; with no hooks the sends
+        # call the bus's own methods, and Endpoint its handler.
         self.telemetry = telemetry
-        self._tel: BusTelemetry | None = None
-        if telemetry is not None and telemetry.enabled:
-            self._tel = telemetry.bind(self)
+        self.hooks = HookChain([*(() if telemetry is None else (telemetry.hooks,)), *hooks])
+        self._send_publish = self.hooks.wrap_send(self, "publish", self._publish)
+        self._send_request = self.hooks.wrap_send(self, "request", self._request)
+        self._send_stream = self.hooks.wrap_stream(self, self._stream)
+        self._build_envelope = self.hooks.wrap_envelope(self, self._envelope)
 
     def durability(self, spec: SubjectSpec[Any, Any]) -> Durability | None:
         """The contract's durability, or the deployment's override of its
@@ -279,6 +287,7 @@ class Bus:
         """Drain: stop taking work, let in-flight handlers finish and their
         acks and replies go out, then close."""
         if self._nc is None or self._nc.is_closed:
+            self._unhook()
             return
         self._closing = True
         for worker in self._workers:
@@ -304,6 +313,13 @@ class Bus:
                 await self._nc.close()
         self._workers.clear()
         self._subs.clear()
+        self._unhook()
+
+    def _unhook(self) -> None:
+        """Let every hook go of this bus (idempotent)."""
+        self.hooks.detach(self)
+        for service in self._services:
+            service.hooks.detach(self)
 
     async def __aenter__(self) -> Bus:
         return await self.connect()
@@ -314,6 +330,27 @@ class Bus:
         await self.close()
 
     # -- client side (runtime.contract.Transport) -------------------------
+
+    # Each send goes through the hook chain resolved in __init__; without
+    # hooks that is the plain method below, one call away.
+
+    def publish(
+        self, spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: CallOptions = _NO_OPTIONS
+    ) -> Coroutine[Any, Any, None]:
+        """Send an event or a work-queue message (await it)."""
+        return self._send_publish(spec, payload, tenant_id, options)
+
+    def request(
+        self, spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: CallOptions = _NO_OPTIONS
+    ) -> Coroutine[Any, Any, Any]:
+        """Send a request; awaiting it gives the typed reply."""
+        return self._send_request(spec, payload, tenant_id, options)
+
+    def stream(
+        self, spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: CallOptions = _NO_OPTIONS
+    ) -> AsyncIterator[Any]:
+        """Chunks of a STREAM reply; the timeout applies to each wait for the next chunk."""
+        return self._send_stream(spec, payload, tenant_id, options)
 
     def subject(self, spec: SubjectSpec[Any, Any], tenant_id: str) -> str:
         key = (id(spec), tenant_id)
@@ -361,11 +398,11 @@ class Bus:
             headers["traceparent"] = env.traceparent
         return headers
 
-    async def publish(
+    async def _publish(
         self, spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: CallOptions = _NO_OPTIONS
     ) -> None:
         subject = self.subject(spec, tenant_id)
-        env = self._envelope(spec, payload, tenant_id, options, None)
+        env = self._build_envelope(spec, payload, tenant_id, options, None)
         if spec.durability is not None:
             await self._js_publish(spec, subject, env)
         else:
@@ -422,12 +459,12 @@ class Bus:
     def _timeout(self, spec: SubjectSpec[Any, Any], options: CallOptions) -> float:
         return options.get("timeout") or spec.timeout_ms / 1000
 
-    async def request(
+    async def _request(
         self, spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: CallOptions = _NO_OPTIONS
     ) -> Any:
         subject = self.subject(spec, tenant_id)
         timeout = self._timeout(spec, options)
-        env = self._envelope(spec, payload, tenant_id, options, time.time() + timeout)
+        env = self._build_envelope(spec, payload, tenant_id, options, time.time() + timeout)
         try:
             msg = await self.nc.request(subject, env.SerializeToString(), timeout, headers=self._headers(env))
         except nats.errors.NoRespondersError:
@@ -436,13 +473,12 @@ class Bus:
             raise RequestTimeout(subject, timeout) from None
         return self._open_reply(spec, subject, msg.data)
 
-    async def stream(
+    async def _stream(
         self, spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: CallOptions = _NO_OPTIONS
     ) -> AsyncIterator[Any]:
-        """Chunks of a STREAM reply; the timeout applies to each wait for the next chunk."""
         subject = self.subject(spec, tenant_id)
         timeout = self._timeout(spec, options)
-        env = self._envelope(spec, payload, tenant_id, options, options.get("deadline"))
+        env = self._build_envelope(spec, payload, tenant_id, options, options.get("deadline"))
         nc = self.nc
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox, pending_msgs_limit=self.pending_msgs_limit)
@@ -472,6 +508,7 @@ class Bus:
         queue_group: str | None = None,
         concurrency: int | None = None,
         consumer: str | None = None,
+        hooks: Sequence[BusHooks] = (),
     ) -> Service:
         """Subscribe the operations the handler overrides.
 
@@ -480,11 +517,14 @@ class Bus:
         concurrency: handlers in flight per subject (default 1 for events and
             work queues, which keeps their order; 64 for requests and streams).
         consumer: durable consumer name of a durable EVENT subscriber.
+        hooks: more hooks (runtime.hooks) for this service's endpoints, after the bus's.
         """
         implemented = handler.implemented()
         if not implemented:
             raise PlatformError(f"{type(handler).__name__} overrides no operation of {handler.SERVICE}")
         await handler.start(self)
+        own_hooks = HookChain(hooks)
+        endpoint_hooks = self.hooks + own_hooks.hooks
         endpoints: list[Endpoint] = []
         for spec, method_name in implemented:
             method = getattr(handler, method_name)
@@ -493,7 +533,8 @@ class Bus:
             limit = concurrency or (DEFAULT_REPLY_CONCURRENCY if replies else 1)
             subjects = [spec.wildcard(self.prefix)] if tenants is None else [self.subject(spec, t) for t in tenants]
             for subject in subjects:
-                ep = Endpoint(self, spec, method, queue_group=group, concurrency=limit, subject=subject)
+                ep = Endpoint(self, spec, method, queue_group=group, concurrency=limit, subject=subject,
+                              hooks=endpoint_hooks)
                 if spec.durability is not None:
                     await self._serve_durable(spec, ep, consumer or group or type(handler).__name__, tenants)
                 else:
@@ -513,7 +554,7 @@ class Bus:
             f"{implemented[0][0].schema_version}.0", endpoints,
         )
         await micro.start()
-        service = Service(handler, endpoints, micro)
+        service = Service(handler, endpoints, micro, own_hooks)
         self._services.append(service)
         return service
 

@@ -113,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     from runtime import cli_bus
 
     cli_bus.register(sub)
-    import runtime.telemetry_view  # noqa: F401 - registers `trace`
     import bench.cli  # noqa: F401 - registers `bench`
     import compat.cli  # noqa: F401 - registers `check` and `release`
     for register in _EXTENSIONS:

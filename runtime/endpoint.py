@@ -22,6 +22,7 @@ from runtime.stats import EndpointStats
 
 if TYPE_CHECKING:
     from runtime.bus import Bus
+    from runtime.hooks import HookChain
 
 log = logging.getLogger("aisdk.endpoint")
 Code = envelope_pb2.Error
@@ -73,6 +74,7 @@ class Endpoint:
         queue_group: str,
         concurrency: int,
         subject: str,
+        hooks: HookChain | None = None,
     ) -> None:
         self.bus = bus
         self.spec = spec
@@ -101,8 +103,10 @@ class Endpoint:
             Pattern.STREAM: self._handle_stream,
         }
         self._handle = handlers[spec.pattern]
-        if bus._tel is not None:
-            bus._tel.instrument_endpoint(self)
+        # Last, so that hooks see a complete endpoint: the bus's chain, or the
+        # one serve() built for this service. Without hooks, the handler itself.
+        self.hooks = bus.hooks if hooks is None else hooks
+        self.method = self.hooks.wrap_handler(self, method)
 
     # -- decoding ---------------------------------------------------------
 
@@ -153,10 +157,12 @@ class Endpoint:
         self, subject: str, data: bytes, code: int, reason: str, attempts: int, consumer: str
     ) -> None:
         self.stats.dead_lettered += 1
+        self.hooks.dead_lettered(self, subject, data, reason, attempts)
         await self.bus.dead_letter(subject, data, code, reason, attempts, consumer)
 
     async def _refuse(self, subject: str, data: bytes, exc: PlatformError, reply: str, attempts: int) -> None:
         self.stats.invalid += 1
+        self.hooks.refused(self, subject, data, exc)
         self.stats.last_error = str(exc)
         if reply:
             tenant = subject.rpartition(".")[2]

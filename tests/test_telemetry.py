@@ -22,7 +22,7 @@ from runtime.contract import Context
 from runtime.endpoint import RetryPolicy
 from runtime.errors import RemoteError
 from runtime.telemetry import Telemetry, parse_traceparent
-from runtime.telemetry_names import ATTR, METRIC, SPAN
+from runtime.telemetry.names import ATTR, METRIC, SPAN
 
 TENANT = "acme"
 
@@ -348,15 +348,19 @@ async def test_a_bus_without_telemetry_stamps_nothing(bus: Bus) -> None:
         gateway_pb2.LlmRequest(request_id="r", prompt="hi", model="m")
     )
     assert gateway.seen == [""]
-    assert bus._tel is None
-    # Nothing is wrapped: the bus runs its own methods.
+    assert not bus.hooks
+    # Nothing is wrapped: the bus's sends are its own methods, the endpoint
+    # calls the handler itself, and no method of the bus was rebound.
     assert bus.services[0].endpoints[0].method == gateway.requests
+    assert (bus._send_publish, bus._send_request, bus._send_stream, bus._build_envelope) == (
+        bus._publish, bus._request, bus._stream, bus._envelope
+    )
     assert not {"publish", "request", "stream", "_envelope"} & set(vars(bus))
 
 
 async def test_disabled_telemetry_costs_the_bus_nothing(nats_url: str) -> None:
     async with Bus(nats_url, telemetry=telemetry.Telemetry.disabled()) as bus:
-        assert bus._tel is None
+        assert not bus.hooks
 
 
 async def test_stream_has_a_producer_and_a_consumer_span(tbus: Bus, tel: Telemetry) -> None:
@@ -423,3 +427,42 @@ async def test_a_payload_refused_locally_sends_and_records_nothing(tbus: Bus, te
         await gateway_bus.GatewayServiceClient(tbus, TENANT).requests(gateway_pb2.LlmRequest(prompt="no id"))
     assert tel.finished_spans() == ()
     assert METRIC.SENT.name not in points(tel)
+
+
+# -- attached through hooks ------------------------------------------------------
+
+
+async def test_telemetry_for_one_service_only(nats_url: str, tel: Telemetry) -> None:
+    async with Bus(nats_url) as bus:
+        gateway = Gateway(tel)
+        await bus.serve(gateway, tenants=[TENANT], hooks=[tel.hooks])
+        await gateway_bus.GatewayServiceClient(bus, TENANT).requests(
+            gateway_pb2.LlmRequest(request_id="r", prompt="hi", model="m")
+        )
+    spans = {s.name: s for s in tel.finished_spans()}
+    # The sending side is not instrumented: the consumer span starts a trace.
+    assert set(spans) == {"process ai.gateway.requests.{tenant_id}", "gateway.generate"}
+    process = spans["process ai.gateway.requests.{tenant_id}"]
+    assert process.parent is None
+    assert parent_of(spans["gateway.generate"]) == process.context.span_id
+    assert gateway.seen == [""]
+
+
+async def test_close_detaches_and_counts_outlive_the_bus(nats_url: str, tel: Telemetry) -> None:
+    hooks = tel.hooks
+    assert isinstance(hooks, telemetry.TelemetryHooks)
+    consumed = {ATTR.CONSUMER_GROUP: "gateway.workers"}
+    sent = {ATTR.OPERATION_NAME: "request", ATTR.DESTINATION_TEMPLATE: "ai.gateway.requests.{tenant_id}"}
+    for n, total in ((3, 3), (2, 5)):
+        async with Bus(nats_url, telemetry=tel) as bus:
+            await bus.serve(Gateway(tel), tenants=[TENANT])
+            assert hooks.attached() == [bus]
+            client = gateway_bus.GatewayServiceClient(bus, TENANT)
+            for i in range(n):
+                await client.requests(gateway_pb2.LlmRequest(request_id=f"r{i}", prompt="hi", model="m"))
+        assert hooks.attached() == []
+        # The closed buses' final values, added up, read without them.
+        pts = points(tel)
+        assert value(pts, METRIC.CONSUMED.name, **consumed).value == total
+        assert value(pts, METRIC.HANDLED.name, **consumed).value == total
+        assert value(pts, METRIC.SENT.name, **sent).value == total

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime import telemetry_names as names
-from runtime.telemetry_names import ALL_METRICS, ALL_SPANS, ATTR, METRIC, MetricKind
+from runtime.telemetry import names
+from runtime.telemetry.names import ALL_METRICS, ALL_SPANS, ATTR, METRIC, MetricKind
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 SEED = SEEDS / "004_3168da205b954e0f.txt"

@@ -8,14 +8,14 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from runtime import telemetry
 from runtime.telemetry import TelemetryError, format_traceparent, parse_traceparent
-from runtime.telemetry_names import SPAN
+from runtime.telemetry.names import SPAN
 
 PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -182,14 +182,14 @@ def test_sdk_disabled_gives_a_telemetry_that_does_nothing(monkeypatch: pytest.Mo
 
 def test_telemetry_from_existing_providers() -> None:
     provider = TracerProvider()
-    tel = telemetry.Telemetry(provider, telemetry.otel_metrics.NoOpMeterProvider())
+    tel = telemetry.Telemetry(provider, metrics.NoOpMeterProvider())
     assert tel.honours_parent
     tel.shutdown()  # not ours: left running
     assert provider.get_tracer("x").start_span("still").is_recording()
 
 
 def test_metric_kinds_are_checked() -> None:
-    from runtime.telemetry_names import METRIC
+    from runtime.telemetry.names import METRIC
 
     tel = telemetry.setup("svc", metrics_exporter="memory")
     with pytest.raises(TelemetryError, match="histogram"):

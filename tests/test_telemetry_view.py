@@ -1,4 +1,4 @@
-"""Span dumps, the waterfall and `aisdk trace`."""
+"""Span dumps and the waterfall `aisdk trace` draws, as library code."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from runtime import cli, telemetry
-from runtime.telemetry_names import SPAN
-from runtime.telemetry_view import SpanRecord, TraceFileError, load_spans, parse_spans, render_waterfall
+from runtime import telemetry
+from runtime.telemetry.names import SPAN
+from runtime.telemetry.view import SpanRecord, TraceFileError, load_spans, parse_spans, render_waterfall
 
 
 def sample_spans(exporter: object) -> TracerProvider:
@@ -104,10 +104,9 @@ def test_trace_filter_and_orphans() -> None:
     assert "orphan" in text and "other" not in text
 
 
-def test_aisdk_trace_prints_the_waterfall(spans_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["trace", str(spans_file), "--width", "100", "--color", "never"]) == 0
-    out = capsys.readouterr().out
-    assert "└─ process ai.rag.queries.{tenant_id}" in out and "\x1b[" not in out
+def test_waterfall_without_color_has_no_escapes(spans_file: Path) -> None:
+    text = render_waterfall(load_spans(spans_file), width=100, color=False)
+    assert "└─ process ai.rag.queries.{tenant_id}" in text and "\x1b[" not in text
 
 
 @pytest.mark.parametrize(
@@ -120,19 +119,28 @@ def test_aisdk_trace_prints_the_waterfall(spans_file: Path, capsys: pytest.Captu
         ('[{"trace_id": "ab", "name": "x"}]', "a span has no 'span_id'"),
     ],
 )
-def test_aisdk_trace_errors_are_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
-) -> None:
+def test_unreadable_span_files_are_one_line_errors(tmp_path: Path, content: str | None, message: str) -> None:
     path = tmp_path / "spans.json"
     if content is not None:
         path.write_text(content)
-    assert cli.main(["trace", str(path)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("aisdk trace: ") and message in err
-    with pytest.raises(TraceFileError):
+    with pytest.raises(TraceFileError) as caught:
         load_spans(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_aisdk_trace_unknown_trace_id(spans_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["trace", str(spans_file), "--trace", "nope"]) == 1
-    assert "no trace starting with 'nope'" in capsys.readouterr().err
+def test_an_unknown_trace_id_draws_nothing(spans_file: Path) -> None:
+    assert render_waterfall(load_spans(spans_file), trace_id="nope") == ""
+
+
+def test_importing_telemetry_loads_no_command_line_code() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, runtime.telemetry, runtime.telemetry.view, runtime.telemetry.cost\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('cli', 'bench', 'compat', 'components')"
+        " or m.startswith('runtime.cli'))\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""

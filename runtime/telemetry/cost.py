@@ -1,4 +1,4 @@
-"""What telemetry costs per message: `python -m runtime.telemetry_cost`.
+"""What telemetry costs per message: `python -m runtime.telemetry.cost`.
 
 Prints the figures docs/telemetry.md quotes: the W3C traceparent codec
 against the generic propagator, the producer and consumer hooks in process
@@ -31,8 +31,8 @@ from runtime import codec
 from runtime.bus import Bus
 from runtime.context import MessageContext
 from runtime.endpoint import Endpoint
-from runtime.telemetry import Telemetry, format_traceparent, parse_traceparent
-from runtime.telemetry_names import OP
+from runtime.telemetry.context import Carried, format_traceparent, parse_traceparent
+from runtime.telemetry.handle import Telemetry
 
 
 class _Discard(SpanExporter):
@@ -74,14 +74,12 @@ async def hook_figures(number: int) -> list[tuple[str, float]]:
     handler called. Traced and untraced take turns; the best of each counts."""
     from opentelemetry import context as otel_context
 
-    from runtime.telemetry import _Carried
-
     spec = gateway_bus.GATEWAY_REQUESTS
     payload = _request()
 
     def publisher(bus: Bus) -> Callable[..., Any]:
         async def publish(spec: Any, payload: Any, tenant_id: str, options: Any) -> None:
-            bus._envelope(spec, payload, tenant_id, options, None).SerializeToString()
+            bus._build_envelope(spec, payload, tenant_id, options, None).SerializeToString()
 
         return publish
 
@@ -108,9 +106,7 @@ async def hook_figures(number: int) -> list[tuple[str, float]]:
     for label, ratio in (("sampled", 1.0), ("unsampled", 0.0)):
         tel = _telemetry(ratio)
         bus = Bus(telemetry=tel)
-        hooks = bus._tel
-        assert hooks is not None
-        send = hooks._traced_send(publisher(bus), OP.PUBLISH)
+        send = tel.hooks.wrap_send(bus, "publish", publisher(bus))
         tp = format_traceparent(SpanContext(1, 2, True, TraceFlags(1 if ratio else 0)))
 
         def traced_send() -> Any:
@@ -119,7 +115,7 @@ async def hook_figures(number: int) -> list[tuple[str, float]]:
         def plain_send() -> Any:
             return plain(spec, payload, "acme", {})
 
-        parent: trace.Span = tel.tracer.start_span("handler") if ratio else _Carried(tp, "")
+        parent: trace.Span = tel.tracer.start_span("handler") if ratio else Carried(tp, "")
         out.append((f"producer, no parent ({label} root)", await added(None, traced_send, plain_send)))
         out.append((f"producer inside a {label} handler", await added(parent, traced_send, plain_send)))
         env = codec.envelope(spec.request_name, "1.0", "acme", "src", payload.SerializeToString(), traceparent=tp)
@@ -174,7 +170,7 @@ async def served_figures(url: str, requests: int, rounds: int) -> list[tuple[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.telemetry_cost", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m runtime.telemetry.cost", description=__doc__)
     parser.add_argument("--number", type=int, default=20_000, help="calls per in-process measurement")
     parser.add_argument("--requests", type=int, default=1_000, help="request/reply round trips per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the settings in turn")

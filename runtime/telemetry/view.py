@@ -1,4 +1,4 @@
-"""Traces for people: span dumps and the terminal waterfall (`aisdk trace`).
+"""Traces for people: span dumps and the terminal waterfall (what `aisdk trace` shows).
 
 The dump format (`dump_spans`) is one JSON object:
 
@@ -14,14 +14,12 @@ The dump format (`dump_spans`) is one JSON object:
 collector's file exporter writes it (one `resourceSpans` document per line),
 and what the SDK's ConsoleSpanExporter prints (`OTEL_TRACES_EXPORTER=console`).
 
-Nothing here imports the OpenTelemetry SDK: `aisdk trace` starts fast.
+Nothing here imports the OpenTelemetry SDK, or any command-line code.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import PlatformError
-from runtime.telemetry_names import ATTR
+from runtime.telemetry.names import ATTR
 
 FORMAT = "aisdk.spans"
 FORMAT_VERSION = 1
@@ -419,40 +417,3 @@ def render_waterfall(
             lines.append(line)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
-
-
-# -- aisdk trace -------------------------------------------------------------------
-
-
-def cmd_trace(args: argparse.Namespace) -> int:
-    spans = load_spans(args.file)
-    use_color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-    width = args.width or shutil.get_terminal_size((120, 24)).columns
-    text = render_waterfall(spans, width=width, color=use_color, trace_id=args.trace)
-    if not text:
-        raise TraceFileError(f"no trace starting with {args.trace!r} in {args.file}")
-    print(text)
-    return 0
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "trace",
-        help="show traces from a span file as a waterfall",
-        description=f"Show the traces in FILE ({_KNOWN}; '-' for stdin) as span trees with durations as bars.",
-    )
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--trace", metavar="ID", help="only the trace whose id starts with ID")
-    p.add_argument("--width", type=int, help="line width (default: the terminal's)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    p.set_defaults(func=cmd_trace)
-
-
-def _register_cli() -> None:
-    from runtime import cli
-
-    if register not in cli._EXTENSIONS:
-        cli._EXTENSIONS.append(register)
-
-
-_register_cli()
