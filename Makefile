@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/buf lint
 
 typecheck: install
-	$(BIN)/mypy runtime codegen compat components generated bench
+	$(BIN)/mypy runtime codegen compat components generated bench cli
 
 # Lint, breaking and subject changes against every released baseline, drift
 # of generated/, and the compatibility properties (docs/versioning.md).
@@ -50,7 +50,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/aisdk bench --plot docs/performance-latency.png
 
 demo: install
-	$(BIN)/python -m runtime.demo
+	$(BIN)/aisdk demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .hypothesis

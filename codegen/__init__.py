@@ -1,7 +1,8 @@
 """protoc-gen-aisdk: turns the contracts under proto/ into subjects, typed
-clients, handler bases, validators and the subject registry."""
+clients, handler bases, validators and the subject registry.
 
-from codegen.plugin import generate
+`generate` (codegen.plugin) is the plugin's pure core. Nothing is imported
+here, so that a plugin run by an interpreter without protobuf reaches its
+check and says what is missing (codegen.builtin.preflight)."""
 
-__all__ = ["generate"]
 __version__ = "1.0.0"

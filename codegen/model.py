@@ -40,6 +40,12 @@ class Rules:
     min_items: int | None = None
     max_items: int | None = None
     defined_only: bool = False
+    generated_id: bool = False
+
+    @property
+    def checks(self) -> bool:
+        """Whether a validator has anything to check (generated_id is not a check)."""
+        return self != Rules(generated_id=self.generated_id)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,11 @@ class MessageModel:
     py_ref: str  # e.g. "Error.FieldViolation", relative to its _pb2 module
     fields: list[FieldModel]
     has_rules: bool = False
+
+    @property
+    def generated_ids(self) -> tuple[str, ...]:
+        """The fields a sender fills with a new id (option generated_id)."""
+        return tuple(f.name for f in self.fields if f.rules.generated_id)
 
     @property
     def validator_name(self) -> str:
@@ -183,6 +194,9 @@ def _rules(opts: _Options, fd: descriptor_pb2.FieldDescriptorProto) -> Rules:
         min_items=_opt(raw, "min_items"),  # type: ignore[arg-type]
         max_items=_opt(raw, "max_items"),  # type: ignore[arg-type]
         defined_only=bool(getattr(raw, "defined_only")),
+        # Absent from images built with an options.proto older than the field
+        # (the released baselines).
+        generated_id=bool(getattr(raw, "generated_id", False)),
     )
 
 
@@ -220,6 +234,8 @@ def _check_rules(where: str, f: FieldModel) -> None:
         raise ContractError(f"{where}: min_items/max_items apply to repeated and map fields")
     if r.defined_only and f.kind != "enum":
         raise ContractError(f"{where}: defined_only applies to enum fields")
+    if r.generated_id and (f.kind != "string" or f.repeated):
+        raise ContractError(f"{where}: generated_id applies to singular string fields")
     for lo, hi, what in ((r.min_len, r.max_len, "len"), (r.gte, r.lte, "range"), (r.min_items, r.max_items, "items")):
         if lo is not None and hi is not None and lo > hi:
             raise ContractError(f"{where}: min {what} {lo} is greater than max {hi}")
@@ -359,7 +375,7 @@ def _link(model: Model) -> None:
                 continue
             for f in msg.fields:
                 nested = model.messages.get(f.message_type)
-                if f.rules != Rules() or (nested is not None and nested.has_rules):
+                if f.rules.checks or (nested is not None and nested.has_rules):
                     msg.has_rules = changed = True
                     break
 

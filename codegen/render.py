@@ -305,7 +305,7 @@ def _handler(fm: FileModel, svc: ServiceModel, imports: _Imports) -> list[str]:
         '    """',
         "",
         f"    SERVICE: ClassVar[str] = {_q(svc.full_name)}",
-        f"    ENDPOINTS: ClassVar[tuple[Endpoint, ...]] = ({endpoints}\n    )",
+        f"    ENDPOINTS: ClassVar[tuple[Operation, ...]] = ({endpoints}\n    )",
     ]
     for rpc in svc.rpcs:
         spec = _spec_name(fm, rpc)
@@ -340,7 +340,7 @@ def render_bus(model: Model, fm: FileModel) -> str:
     typing_names = ["Final"]
     abc_names: list[str] = []
     if fm.services:
-        runtime_names += ["CallOptions", "Context", "Endpoint", "ServiceHandler", "Transport", "check_tenant"]
+        runtime_names += ["CallOptions", "Context", "Operation", "ServiceHandler", "Transport", "check_tenant"]
         typing_names += ["ClassVar", "Unpack"]
         if any(r.pattern == "STREAM" for s in fm.services for r in s.rpcs):
             abc_names.append("AsyncIterator")
@@ -388,6 +388,7 @@ def render_registry(model: Model) -> str:
     """`ai/registry.py`: every subject, validator, client and handler by name."""
     specs: list[tuple[str, str, str]] = []  # (key, module alias, constant)
     validators: list[tuple[str, str]] = []
+    generated_ids: list[tuple[str, tuple[str, ...]]] = []
     services: list[tuple[str, str, str]] = []
     modules: list[str] = []
     for fm in model.files:
@@ -397,6 +398,8 @@ def render_registry(model: Model) -> str:
         for msg in fm.messages:
             if msg.has_rules:
                 validators.append((msg.full_name, f"{alias}.{msg.validator_name}"))
+            if msg.generated_ids:
+                generated_ids.append((msg.full_name, msg.generated_ids))
         for svc in fm.services:
             services.append((fm.component, f"{alias}.{svc.name}Client", f"{alias}.{svc.name}Handler"))
             for rpc in svc.rpcs:
@@ -426,6 +429,11 @@ def render_registry(model: Model) -> str:
         *[f"    {_q(name)}: {ref}," for name, ref in sorted(validators)],
         "}",
         '"""Validator of every message type that has rules, by full proto name."""',
+        "",
+        "GENERATED_IDS: Final[Mapping[str, tuple[str, ...]]] = {",
+        *[f"    {_q(name)}: ({''.join(_q(f) + ', ' for f in fields).rstrip()})," for name, fields in sorted(generated_ids)],
+        "}",
+        '"""Fields a sender fills with a new id when empty (option generated_id), by full proto name."""',
         "",
         "CLIENTS: Final[Mapping[str, type[Any]]] = {",
         *[f"    {_q(c)}: {client}," for c, client, _ in sorted(services)],

@@ -34,7 +34,7 @@ def buf(*args: str, root: Path | None = None, quiet: bool = False) -> subprocess
     env = tool_env()
     exe = shutil.which("buf", path=env["PATH"])
     if exe is None:
-        raise ToolchainError("buf is not installed: pip install buf-bin (part of the dev extra)")
+        raise ToolchainError("buf is not installed: it comes with the dev extra (pip install 'aisdk-contracts[dev]')")
     cwd = root or project_root()
     result = subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:

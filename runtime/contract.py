@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypedDict, T
 from runtime.errors import InvalidSubject
 
 if TYPE_CHECKING:
+    from ai.envelope.v1 import envelope_pb2
     from runtime.bus import Bus
 
 DEFAULT_PREFIX = "ai"
@@ -154,22 +155,49 @@ class CallOptions(TypedDict, total=False):
 
 
 class Context(Protocol):
-    """What a handler knows about the message it is handling."""
+    """What a handler knows about the message it is handling
+    (runtime.context.MessageContext is the runtime's)."""
 
     @property
     def tenant_id(self) -> str: ...
 
     @property
-    def subject(self) -> str: ...
+    def subject(self) -> str:
+        """The concrete subject the message arrived on."""
+        ...
 
     @property
-    def message_id(self) -> str: ...
+    def message_id(self) -> str:
+        """The envelope id: stable across redeliveries, an idempotency key."""
+        ...
 
     @property
-    def correlation_id(self) -> str: ...
+    def correlation_id(self) -> str:
+        """The envelope's correlation id, or its id when it has none."""
+        ...
+
+    @property
+    def attempt(self) -> int:
+        """Which delivery this is: 1, then 2... on retries and redeliveries."""
+        ...
+
+    @property
+    def deadline(self) -> float | None:
+        """Unix time after which the sender no longer wants an answer, or None."""
+        ...
+
+    @property
+    def envelope(self) -> envelope_pb2.Envelope:
+        """The whole envelope (trace context, source, schema version, time)."""
+        ...
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """The envelope's free-form attributes (a copy)."""
+        ...
 
     def time_left(self) -> float | None:
-        """Seconds until the message's deadline, or None if it has none."""
+        """Seconds until the message's deadline (negative once passed), or None if it has none."""
         ...
 
 
@@ -189,8 +217,9 @@ class Transport(Protocol):
     ) -> AsyncIterator[RepT]: ...
 
 
-Endpoint = tuple[SubjectSpec[Any, Any], str]
-"""A registry entry and the name of the handler method that serves it."""
+Operation = tuple[SubjectSpec[Any, Any], str]
+"""A registry entry and the name of the handler method that serves it (the
+runtime's Endpoint is what serves one on the bus)."""
 
 
 class ServiceHandler:
@@ -201,7 +230,7 @@ class ServiceHandler:
     """
 
     SERVICE: ClassVar[str] = ""
-    ENDPOINTS: ClassVar[Sequence[Endpoint]] = ()
+    ENDPOINTS: ClassVar[Sequence[Operation]] = ()
 
     async def start(self, bus: Bus) -> None:
         """Called by Bus.serve before any subscription: open stores, make the
@@ -211,8 +240,8 @@ class ServiceHandler:
         """Called by Bus.close once in-flight messages are done, while the
         connection is still up (a last event can still go out)."""
 
-    def implemented(self) -> list[Endpoint]:
-        """The endpoints whose method the subclass overrides."""
+    def implemented(self) -> list[Operation]:
+        """The operations whose method the subclass overrides."""
         own = type(self)
         base = next(c for c in own.__mro__ if "ENDPOINTS" in c.__dict__)
         return [

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.support import ROOT, aisdk as run_aisdk, checkout_env
 
 
 def aisdk(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    return run_aisdk(ROOT, *args, timeout=120)
 
 
 def test_subjects_json_lists_the_registry() -> None:
@@ -58,3 +59,51 @@ def test_unknown_command_is_a_usage_error() -> None:
     out = aisdk("frobnicate")
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("subjects", "--json"), 141),
+        (("subjects",), 141),
+        (("subjects", "--tenant", "acme"), 141),
+        # argparse drops a failed help write itself and exits 0.
+        (("--help",), 0),
+    ],
+)
+def test_a_reader_that_leaves_is_no_error(args: tuple[str, ...], code: int) -> None:
+    """`aisdk subjects --json | head -1`: the reader is gone before the
+    command writes (a pipe whose read end is already closed), so every write
+    fails; the command stops quietly, as if killed by SIGPIPE (exit 141)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, env=checkout_env(ROOT),
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == code
+
+
+def test_check_steps_match_compat() -> None:
+    """cli.compat repeats compat's step names, so that `aisdk --help` works
+    where compat is not installed; they must not drift apart."""
+    from cli import compat as cli_compat
+    from compat import check
+
+    assert cli_compat.STEPS == check.STEPS
+    assert cli_compat.EXAMPLES == check.EXAMPLES
+
+
+def test_cli_imports_nothing_generated_to_start() -> None:
+    """`aisdk gen` must run when generated/ is broken or absent, and `--help`
+    stays fast: the parser loads no generated code, components or OTel SDK."""
+    code = (
+        "import sys; from cli.main import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ai', 'components', 'opentelemetry', 'nats')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=checkout_env(ROOT),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

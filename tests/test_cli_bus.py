@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import pytest
 
 from runtime.server import EmbeddedServer
-from tests.conftest import ROOT
+from tests.support import ROOT, checkout_env
 
-CLI = [sys.executable, "-m", "runtime.cli"]
+CLI = [sys.executable, "-m", "cli"]
+ENV = checkout_env(ROOT)
 
 
 def aisdk(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
     extra = ["--nats-url", url] if url else []
-    return subprocess.run([*CLI, *args, *extra], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*CLI, *args, *extra], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
 
 
-def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 20) -> list[str]:
-    assert proc.stdout is not None
+def wait_for_line(stream: IO[str] | None, text: str, timeout: float = 20) -> list[str]:
+    """Lines read from stream up to the first that holds text (status lines
+    of `aisdk serve` are on stderr, the server's URL on stdout)."""
+    assert stream is not None
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        line = stream.readline()
         if not line:
             break
         lines.append(line.rstrip("\n"))
@@ -38,9 +44,9 @@ def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 20) -
 
 @pytest.fixture
 def served(nats_url: str) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([*CLI, "serve", "prompt", "--nats-url", nats_url], cwd=ROOT,
+    proc = subprocess.Popen([*CLI, "serve", "prompt", "--nats-url", nats_url], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_line(proc, "ready")
+    wait_for_line(proc.stderr, "ready")
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -49,7 +55,7 @@ def served(nats_url: str) -> Iterator[subprocess.Popen[str]]:
 
 def test_publish_request_tail_and_graceful_stop(served: subprocess.Popen[str], nats_url: str) -> None:
     tail = subprocess.Popen([*CLI, "tail", "prompt.templates", "--tenant", "cli", "--count", "1",
-                             "--nats-url", nats_url], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--nats-url", nats_url], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert tail.stderr is not None
     assert "tailing ai.prompt.templates.cli" in tail.stderr.readline()
     template = {"template_id": "qa", "template": "Q: {question}\n{context}", "version": "1"}
@@ -68,9 +74,10 @@ def test_publish_request_tail_and_graceful_stop(served: subprocess.Popen[str], n
     assert reply["request_id"], "the CLI fills a missing request id"
 
     served.send_signal(signal.SIGTERM)
-    stdout, _ = served.communicate(timeout=20)
+    stdout, stderr = served.communicate(timeout=20)
     assert served.returncode == 0
-    assert "draining" in stdout and "stopped" in stdout
+    assert "draining" in stderr and "stopped" in stderr
+    assert stdout == "", "status lines go to stderr"
 
 
 def test_remote_error_is_one_line(served: subprocess.Popen[str], nats_url: str) -> None:
@@ -108,8 +115,9 @@ def test_no_responders_is_one_line(nats_url: str) -> None:
 
 
 def test_server_prints_its_url_and_stops_on_sigterm() -> None:
-    proc = subprocess.Popen([*CLI, "server"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    [url] = wait_for_line(proc, "nats://")
+    proc = subprocess.Popen([*CLI, "server"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    [url] = wait_for_line(proc.stdout, "nats://")
     assert url.startswith("nats://127.0.0.1:")
     import asyncio
 
@@ -132,15 +140,54 @@ def test_embedded_server_reports_a_taken_port() -> None:
             EmbeddedServer(port=first.port, jetstream=False).start()
 
 
-def test_serve_traces_when_otel_variables_ask(nats_url: str) -> None:
-    import os
+@pytest.mark.parametrize(("service_env", "service"), [({}, "prompt"), ({"OTEL_SERVICE_NAME": "prompt-eu"}, "prompt-eu")])
+def test_serve_traces_to_stdout_that_aisdk_trace_reads(
+    nats_url: str, tmp_path: Path, service_env: dict[str, str], service: str
+) -> None:
+    """With console tracing, stdout holds only spans (status is on stderr), so
+    the file is `aisdk trace` input; the service is named by
+    OTEL_SERVICE_NAME, else by the component."""
+    env = {k: v for k, v in ENV.items() if k != "OTEL_SERVICE_NAME"}
+    env.update({"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none", **service_env})
+    spans = tmp_path / "spans.txt"
+    with spans.open("w") as out:
+        proc = subprocess.Popen([*CLI, "serve", "prompt", "--nats-url", nats_url], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.PIPE, text=True)
+        wait_for_line(proc.stderr, "ready")
+        aisdk("request", "prompt.context", "--tenant", "otel", "--data", '{"template_id": "x"}', url=nats_url)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert '"name": "process ai.prompt.context.{tenant_id}"' in spans.read_text()
+    shown = aisdk("trace", str(spans), "--width", "100", "--color", "never")
+    assert shown.returncode == 0, shown.stderr
+    assert f"services: {service}" in shown.stdout
+    assert "process ai.prompt.context.{tenant_id}" in shown.stdout
 
-    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none"}
-    proc = subprocess.Popen([*CLI, "serve", "prompt", "--nats-url", nats_url], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_line(proc, "ready")
-    aisdk("request", "prompt.context", "--tenant", "otel", "--data", '{"template_id": "x"}', url=nats_url)
-    proc.send_signal(signal.SIGTERM)
-    stdout, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0
-    assert '"name": "process ai.prompt.context.{tenant_id}"' in stdout
+
+def test_only_contract_marked_ids_are_filled(served: subprocess.Popen[str], nats_url: str) -> None:
+    """request_id is marked generated_id and is filled; template_id names a
+    template, is not marked, and its `required` rule still refuses the call."""
+    out = aisdk("request", "prompt.context", "--tenant", "cli", "--data", '{"variables": {"q": "x"}}', url=nats_url)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert "template_id: must be set" in out.stderr
+    assert "request_id" not in out.stderr
+    out = aisdk("publish", "agent.status", "--tenant", "cli", "--data", '{"state": "AGENT_STATE_IDLE"}', url=nats_url)
+    assert out.returncode == 1
+    assert "agent_id: must be set" in out.stderr
+
+
+def test_tail_stops_quietly_when_its_reader_leaves(nats_url: str) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    tail = subprocess.Popen([*CLI, "tail", "prompt.templates", "--tenant", "pipe", "--nats-url", nats_url],
+                            cwd=ROOT, env=ENV, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    wait_for_line(tail.stderr, "tailing")
+    template = {"template_id": "qa", "template": "Q", "version": "1"}
+    out = aisdk("publish", "prompt.templates", "--tenant", "pipe", "--data", json.dumps(template), url=nats_url)
+    assert out.returncode == 0, out.stderr
+    _, stderr = tail.communicate(timeout=20)
+    assert tail.returncode == 141
+    assert stderr == ""

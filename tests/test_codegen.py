@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
-from codegen import generate
+from codegen.plugin import generate
 
 ROOT_FILES = ("ai/registry.py", "ai/__init__.py")
 
@@ -116,6 +116,16 @@ def _rule_on_wrong_type(req: plugin_pb2.CodeGeneratorRequest) -> None:
     field.options.ParseFromString(opts.SerializeToString())
 
 
+def _generated_id_on_a_number(req: plugin_pb2.CodeGeneratorRequest) -> None:
+    from ai.options.v1 import options_pb2
+
+    msg = next(m for m in _file(req, "ai/gateway/v1/gateway.proto").message_type if m.name == "LlmResponse")
+    field = next(f for f in msg.field if f.name == "cost")
+    opts = descriptor_pb2.FieldOptions.FromString(field.options.SerializeToString())
+    opts.Extensions[options_pb2.rules].generated_id = True  # type: ignore[index]
+    field.options.ParseFromString(opts.SerializeToString())
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -128,6 +138,7 @@ def _rule_on_wrong_type(req: plugin_pb2.CodeGeneratorRequest) -> None:
         (_bad_reply_event, "reply_event 'health' carries ai.gateway.v1.ProviderHealth"),
         (_bad_regex, "ai.agent.v1.AgentTask field 3 'task_type': pattern '([a-z' is not a valid regular expression"),
         (_rule_on_wrong_type, "ai.gateway.v1.LlmResponse field 4 'cost': min_len/max_len/pattern apply to"),
+        (_generated_id_on_a_number, "'cost': generated_id applies to singular string fields"),
     ],
 )
 def test_bad_contracts_are_errors_naming_the_place(
@@ -150,3 +161,48 @@ def test_plugin_entry_point_speaks_the_protocol(request_: plugin_pb2.CodeGenerat
     assert resp == generate(request_)
     version = subprocess.run([sys.executable, "-m", "codegen", "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("protoc-gen-aisdk ")
+
+
+def test_generated_ids_come_from_the_contract() -> None:
+    """Only fields marked generated_id are listed: a request's own id, never
+    an id that names something else (a template, an agent)."""
+    from ai import registry
+
+    assert registry.GENERATED_IDS["ai.prompt.v1.ContextRequest"] == ("request_id",)
+    assert registry.GENERATED_IDS["ai.agent.v1.AgentTask"] == ("task_id",)
+    assert "ai.agent.v1.AgentStatus" not in registry.GENERATED_IDS
+    assert "ai.prompt.v1.PromptTemplate" not in registry.GENERATED_IDS
+    # A reply echoes the request's id: the replier never makes one up.
+    assert "ai.prompt.v1.ContextResult" not in registry.GENERATED_IDS
+
+
+def test_generated_id_alone_adds_no_validator(request_: plugin_pb2.CodeGeneratorRequest) -> None:
+    from ai.options.v1 import options_pb2
+
+    msg = next(m for m in _file(request_, "ai/agent/v1/agent.proto").message_type if m.name == "AgentMessage")
+    field = next(f for f in msg.field if f.name == "message_id")
+    opts = descriptor_pb2.FieldOptions.FromString(field.options.SerializeToString())
+    opts.Extensions[options_pb2.rules].Clear()  # type: ignore[index]
+    opts.Extensions[options_pb2.rules].generated_id = True  # type: ignore[index]
+    field.options.ParseFromString(opts.SerializeToString())
+    resp = generate(request_)
+    bus = next(f.content for f in resp.file if f.name == "ai/agent/v1/agent_bus.py")
+    registry = next(f.content for f in resp.file if f.name == "ai/registry.py")
+    assert 'prefix + "message_id"' not in bus
+    assert '"ai.agent.v1.AgentMessage": ("message_id",),' in registry
+
+
+def test_builtin_plugin_names_what_is_missing() -> None:
+    """`buf generate` run with a python that lacks the dev tools says what to
+    do, instead of buf's bare "exit status 1"."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from codegen.builtin import preflight; preflight('plugin python', ('no_such_module_x',))"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert "has no no_such_module_x: run `aisdk gen` (or `make gen`)" in proc.stderr
+    assert "pip install -e '.[dev]'" in proc.stderr

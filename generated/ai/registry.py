@@ -93,6 +93,24 @@ VALIDATORS: Final[Mapping[str, Validator]] = {
 }
 """Validator of every message type that has rules, by full proto name."""
 
+GENERATED_IDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "ai.agent.v1.AgentMessage": ("message_id",),
+    "ai.agent.v1.AgentTask": ("task_id",),
+    "ai.agent.v1.ToolExecutionRequest": ("call_id",),
+    "ai.api.v1.ApiQuery": ("query_id",),
+    "ai.gateway.v1.CostAlert": ("alert_id",),
+    "ai.gateway.v1.EmbeddingRequest": ("request_id",),
+    "ai.gateway.v1.LlmRequest": ("request_id",),
+    "ai.llmops.v1.LlmOperation": ("operation_id",),
+    "ai.llmops.v1.UsageReportRequest": ("report_id",),
+    "ai.mlops.v1.ModelDeployment": ("deployment_id",),
+    "ai.mlops.v1.PredictionRequest": ("prediction_id",),
+    "ai.mlops.v1.TrainingJob": ("job_id",),
+    "ai.prompt.v1.ContextRequest": ("request_id",),
+    "ai.rag.v1.RagQuery": ("query_id",),
+}
+"""Fields a sender fills with a new id when empty (option generated_id), by full proto name."""
+
 CLIENTS: Final[Mapping[str, type[Any]]] = {
     "agent": ai_agent_v1.AgentServiceClient,
     "api": ai_api_v1.ApiServiceClient,
@@ -114,13 +132,13 @@ HANDLERS: Final[Mapping[str, type[ServiceHandler]]] = {
 }
 
 SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
-    "ai.agent.v1": "1.0",
-    "ai.api.v1": "1.0",
+    "ai.agent.v1": "1.1",
+    "ai.api.v1": "1.1",
     "ai.envelope.v1": "1.0",
-    "ai.gateway.v1": "1.0",
-    "ai.llmops.v1": "1.0",
-    "ai.mlops.v1": "1.0",
-    "ai.options.v1": "1.0",
-    "ai.prompt.v1": "1.0",
-    "ai.rag.v1": "1.0",
+    "ai.gateway.v1": "1.1",
+    "ai.llmops.v1": "1.1",
+    "ai.mlops.v1": "1.1",
+    "ai.options.v1": "1.1",
+    "ai.prompt.v1": "1.1",
+    "ai.rag.v1": "1.1",
 }

@@ -15,8 +15,8 @@ from runtime.contract import (
     Context,
     DEFAULT_PREFIX,
     Durability,
-    Endpoint,
     no_violations,
+    Operation,
     Pattern,
     ServiceHandler,
     SubjectSpec,
@@ -25,7 +25,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3})
 _RE1: Final = re.compile("^[a-z][a-z0-9_.-]*$")
@@ -428,7 +428,7 @@ class AgentServiceHandler(ServiceHandler):
     """
 
     SERVICE: ClassVar[str] = "ai.agent.v1.AgentService"
-    ENDPOINTS: ClassVar[tuple[Endpoint, ...]] = (
+    ENDPOINTS: ClassVar[tuple[Operation, ...]] = (
         (AGENT_MESSAGE, "message"),
         (AGENT_TASKS, "tasks"),
         (AGENT_RESULTS, "results"),

@@ -13,7 +13,7 @@ from runtime.contract import (
     check_tenant,
     Context,
     DEFAULT_PREFIX,
-    Endpoint,
+    Operation,
     Pattern,
     ServiceHandler,
     SubjectSpec,
@@ -22,7 +22,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4})
 
@@ -117,7 +117,7 @@ class ApiServiceHandler(ServiceHandler):
     """
 
     SERVICE: ClassVar[str] = "ai.api.v1.ApiService"
-    ENDPOINTS: ClassVar[tuple[Endpoint, ...]] = (
+    ENDPOINTS: ClassVar[tuple[Operation, ...]] = (
         (API_QUERIES, "queries"),
     )
 

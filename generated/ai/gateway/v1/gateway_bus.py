@@ -14,8 +14,8 @@ from runtime.contract import (
     check_tenant,
     Context,
     DEFAULT_PREFIX,
-    Endpoint,
     no_violations,
+    Operation,
     Pattern,
     ServiceHandler,
     SubjectSpec,
@@ -24,7 +24,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4})
 _ENUM1: Final = frozenset({0, 1, 2, 3})
@@ -497,7 +497,7 @@ class GatewayServiceHandler(ServiceHandler):
     """
 
     SERVICE: ClassVar[str] = "ai.gateway.v1.GatewayService"
-    ENDPOINTS: ClassVar[tuple[Endpoint, ...]] = (
+    ENDPOINTS: ClassVar[tuple[Operation, ...]] = (
         (GATEWAY_REQUESTS, "requests"),
         (GATEWAY_RESPONSES, "responses"),
         (GATEWAY_STREAM, "stream"),

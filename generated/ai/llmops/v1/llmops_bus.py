@@ -16,8 +16,8 @@ from runtime.contract import (
     Context,
     DEFAULT_PREFIX,
     Durability,
-    Endpoint,
     no_violations,
+    Operation,
     Pattern,
     ServiceHandler,
     SubjectSpec,
@@ -26,7 +26,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4, 5})
 _ENUM1: Final = frozenset({0, 1, 2, 3, 4})
@@ -202,7 +202,7 @@ class LlmopsServiceHandler(ServiceHandler):
     """
 
     SERVICE: ClassVar[str] = "ai.llmops.v1.LlmopsService"
-    ENDPOINTS: ClassVar[tuple[Endpoint, ...]] = (
+    ENDPOINTS: ClassVar[tuple[Operation, ...]] = (
         (LLMOPS_OPERATIONS, "operations"),
         (LLMOPS_COST_ALERTS, "cost_alerts"),
         (LLMOPS_REPORTS, "reports"),

@@ -14,8 +14,8 @@ from runtime.contract import (
     Context,
     DEFAULT_PREFIX,
     Durability,
-    Endpoint,
     no_violations,
+    Operation,
     Pattern,
     ServiceHandler,
     SubjectSpec,
@@ -24,7 +24,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4})
 
@@ -226,7 +226,7 @@ class MlopsServiceHandler(ServiceHandler):
     """
 
     SERVICE: ClassVar[str] = "ai.mlops.v1.MlopsService"
-    ENDPOINTS: ClassVar[tuple[Endpoint, ...]] = (
+    ENDPOINTS: ClassVar[tuple[Operation, ...]] = (
         (MLOPS_TRAINING, "training"),
         (MLOPS_PREDICTIONS, "predictions"),
         (MLOPS_DEPLOY, "deploy"),

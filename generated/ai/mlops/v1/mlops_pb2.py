@@ -28,22 +28,22 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61i/mlops/v1/mlops.proto\x12\x0b\x61i.mlops.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xc2\x01\n\x0bTrainingJob\x12 \n\x06job_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x05jobId\x12(\n\nmodel_type\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\tmodelType\x12.\n\rtraining_data\x18\x03 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x10R\x0ctrainingData\x12\x37\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\"\x9e\x01\n\x11PredictionRequest\x12.\n\rprediction_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x0cpredictionId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12\x33\n\x08\x66\x65\x61tures\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x08\x66\x65\x61tures\"\x84\x02\n\x10PredictionResult\x12.\n\rprediction_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x0cpredictionId\x12\"\n\x08model_id\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07modelId\x12/\n\x06output\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06output\x12\x36\n\nconfidence\x18\x04 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?R\nconfidence\x12\x33\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07latency\"\x80\x02\n\x0fModelDeployment\x12.\n\rdeployment_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x0c\x64\x65ploymentId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12-\n\rmodel_version\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x0cmodelVersion\x12*\n\x0b\x65nvironment\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x0b\x65nvironment\x12<\n\x05state\x18\x05 \x01(\x0e\x32\x1c.ai.mlops.v1.DeploymentStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state*\xaf\x01\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_DEPLOYED\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x03\x12 \n\x1c\x44\x45PLOYMENT_STATE_ROLLED_BACK\x10\x04\x32\xe7\x02\n\x0cMlopsService\x12u\n\x08Training\x12\x18.ai.mlops.v1.TrainingJob\x1a\x16.google.protobuf.Empty\"7\x8a\xb5\x18\x33\n\x08training\x10\x02\x1a\x0emlops.trainers*\x15\x08\x01\x10\x03\x18\x03 \xc0\xcf$*\x05\x90N\xe0\xd4\x03\x30\xc0\xcf$\x12v\n\x0bPredictions\x12\x1e.ai.mlops.v1.PredictionRequest\x1a\x1d.ai.mlops.v1.PredictionResult\"(\x8a\xb5\x18$\n\x0bpredictions\x10\x03\x1a\x10mlops.predictors \x90N\x12h\n\x06\x44\x65ploy\x12\x1c.ai.mlops.v1.ModelDeployment\x1a\x16.google.protobuf.Empty\"(\x8a\xb5\x18$\n\x06\x64\x65ploy\x10\x01*\x18\x08\x01\x10\x01\x18\x05 \xb0\xea\x01*\x04\xe8\x07\x88\'0\xc0\xcf$8\x80\xf5$B\x04\x9a\xb5\x18\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61i/mlops/v1/mlops.proto\x12\x0b\x61i.mlops.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xc4\x01\n\x0bTrainingJob\x12\"\n\x06job_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x05jobId\x12(\n\nmodel_type\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\tmodelType\x12.\n\rtraining_data\x18\x03 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x10R\x0ctrainingData\x12\x37\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\"\xa0\x01\n\x11PredictionRequest\x12\x30\n\rprediction_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x0cpredictionId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12\x33\n\x08\x66\x65\x61tures\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x08\x66\x65\x61tures\"\x84\x02\n\x10PredictionResult\x12.\n\rprediction_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x0cpredictionId\x12\"\n\x08model_id\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07modelId\x12/\n\x06output\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06output\x12\x36\n\nconfidence\x18\x04 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?R\nconfidence\x12\x33\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07latency\"\x82\x02\n\x0fModelDeployment\x12\x30\n\rdeployment_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x0c\x64\x65ploymentId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12-\n\rmodel_version\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x0cmodelVersion\x12*\n\x0b\x65nvironment\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x0b\x65nvironment\x12<\n\x05state\x18\x05 \x01(\x0e\x32\x1c.ai.mlops.v1.DeploymentStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state*\xaf\x01\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_DEPLOYED\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x03\x12 \n\x1c\x44\x45PLOYMENT_STATE_ROLLED_BACK\x10\x04\x32\xe7\x02\n\x0cMlopsService\x12u\n\x08Training\x12\x18.ai.mlops.v1.TrainingJob\x1a\x16.google.protobuf.Empty\"7\x8a\xb5\x18\x33\n\x08training\x10\x02\x1a\x0emlops.trainers*\x15\x08\x01\x10\x03\x18\x03 \xc0\xcf$*\x05\x90N\xe0\xd4\x03\x30\xc0\xcf$\x12v\n\x0bPredictions\x12\x1e.ai.mlops.v1.PredictionRequest\x1a\x1d.ai.mlops.v1.PredictionResult\"(\x8a\xb5\x18$\n\x0bpredictions\x10\x03\x1a\x10mlops.predictors \x90N\x12h\n\x06\x44\x65ploy\x12\x1c.ai.mlops.v1.ModelDeployment\x1a\x16.google.protobuf.Empty\"(\x8a\xb5\x18$\n\x06\x64\x65ploy\x10\x01*\x18\x08\x01\x10\x01\x18\x05 \xb0\xea\x01*\x04\xe8\x07\x88\'0\xc0\xcf$8\x80\xf5$B\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai.mlops.v1.mlops_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\000'
+  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\002\010\001'
   _globals['_TRAININGJOB'].fields_by_name['job_id']._loaded_options = None
-  _globals['_TRAININGJOB'].fields_by_name['job_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_TRAININGJOB'].fields_by_name['job_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_TRAININGJOB'].fields_by_name['model_type']._loaded_options = None
   _globals['_TRAININGJOB'].fields_by_name['model_type']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_TRAININGJOB'].fields_by_name['training_data']._loaded_options = None
   _globals['_TRAININGJOB'].fields_by_name['training_data']._serialized_options = b'\222\265\030\005\010\001\030\200\020'
   _globals['_PREDICTIONREQUEST'].fields_by_name['prediction_id']._loaded_options = None
-  _globals['_PREDICTIONREQUEST'].fields_by_name['prediction_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_PREDICTIONREQUEST'].fields_by_name['prediction_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_PREDICTIONREQUEST'].fields_by_name['model_id']._loaded_options = None
   _globals['_PREDICTIONREQUEST'].fields_by_name['model_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_PREDICTIONRESULT'].fields_by_name['prediction_id']._loaded_options = None
@@ -53,7 +53,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTIONRESULT'].fields_by_name['confidence']._loaded_options = None
   _globals['_PREDICTIONRESULT'].fields_by_name['confidence']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\000\0001\000\000\000\000\000\000\360?'
   _globals['_MODELDEPLOYMENT'].fields_by_name['deployment_id']._loaded_options = None
-  _globals['_MODELDEPLOYMENT'].fields_by_name['deployment_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_MODELDEPLOYMENT'].fields_by_name['deployment_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_MODELDEPLOYMENT'].fields_by_name['model_id']._loaded_options = None
   _globals['_MODELDEPLOYMENT'].fields_by_name['model_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_MODELDEPLOYMENT'].fields_by_name['model_version']._loaded_options = None
@@ -68,16 +68,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MLOPSSERVICE'].methods_by_name['Predictions']._serialized_options = b'\212\265\030$\n\013predictions\020\003\032\020mlops.predictors \220N'
   _globals['_MLOPSSERVICE'].methods_by_name['Deploy']._loaded_options = None
   _globals['_MLOPSSERVICE'].methods_by_name['Deploy']._serialized_options = b'\212\265\030$\n\006deploy\020\001*\030\010\001\020\001\030\005 \260\352\001*\004\350\007\210\'0\300\317$8\200\365$'
-  _globals['_DEPLOYMENTSTATE']._serialized_start=1041
-  _globals['_DEPLOYMENTSTATE']._serialized_end=1216
+  _globals['_DEPLOYMENTSTATE']._serialized_start=1047
+  _globals['_DEPLOYMENTSTATE']._serialized_end=1222
   _globals['_TRAININGJOB']._serialized_start=161
-  _globals['_TRAININGJOB']._serialized_end=355
-  _globals['_PREDICTIONREQUEST']._serialized_start=358
-  _globals['_PREDICTIONREQUEST']._serialized_end=516
-  _globals['_PREDICTIONRESULT']._serialized_start=519
-  _globals['_PREDICTIONRESULT']._serialized_end=779
-  _globals['_MODELDEPLOYMENT']._serialized_start=782
-  _globals['_MODELDEPLOYMENT']._serialized_end=1038
-  _globals['_MLOPSSERVICE']._serialized_start=1219
-  _globals['_MLOPSSERVICE']._serialized_end=1578
+  _globals['_TRAININGJOB']._serialized_end=357
+  _globals['_PREDICTIONREQUEST']._serialized_start=360
+  _globals['_PREDICTIONREQUEST']._serialized_end=520
+  _globals['_PREDICTIONRESULT']._serialized_start=523
+  _globals['_PREDICTIONRESULT']._serialized_end=783
+  _globals['_MODELDEPLOYMENT']._serialized_start=786
+  _globals['_MODELDEPLOYMENT']._serialized_end=1044
+  _globals['_MLOPSSERVICE']._serialized_start=1225
+  _globals['_MLOPSSERVICE']._serialized_end=1584
 # @@protoc_insertion_point(module_scope)

@@ -25,23 +25,24 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61i/options/v1/options.proto\x12\rai.options.v1\x1a google/protobuf/descriptor.proto\"\x8a\x02\n\nDurability\x12\x18\n\x07\x64urable\x18\x01 \x01(\x08R\x07\x64urable\x12\x36\n\tretention\x18\x02 \x01(\x0e\x32\x18.ai.options.v1.RetentionR\tretention\x12\x1f\n\x0bmax_deliver\x18\x03 \x01(\rR\nmaxDeliver\x12\x1e\n\x0b\x61\x63k_wait_ms\x18\x04 \x01(\rR\tackWaitMs\x12\x1d\n\nbackoff_ms\x18\x05 \x03(\rR\tbackoffMs\x12.\n\x13\x64uplicate_window_ms\x18\x06 \x01(\rR\x11\x64uplicateWindowMs\x12\x1a\n\tmax_age_s\x18\x07 \x01(\rR\x07maxAgeS\"\xf5\x01\n\x07Subject\x12\x1c\n\toperation\x18\x01 \x01(\tR\toperation\x12\x30\n\x07pattern\x18\x02 \x01(\x0e\x32\x16.ai.options.v1.PatternR\x07pattern\x12\x1f\n\x0bqueue_group\x18\x03 \x01(\tR\nqueueGroup\x12\x1d\n\ntimeout_ms\x18\x04 \x01(\rR\ttimeoutMs\x12\x39\n\ndurability\x18\x05 \x01(\x0b\x32\x19.ai.options.v1.DurabilityR\ndurability\x12\x1f\n\x0breply_event\x18\x06 \x01(\tR\nreplyEvent\"\xd7\x02\n\nFieldRules\x12\x1a\n\x08required\x18\x01 \x01(\x08R\x08required\x12\x1c\n\x07min_len\x18\x02 \x01(\rH\x00R\x06minLen\x88\x01\x01\x12\x1c\n\x07max_len\x18\x03 \x01(\rH\x01R\x06maxLen\x88\x01\x01\x12\x18\n\x07pattern\x18\x04 \x01(\tR\x07pattern\x12\x15\n\x03gte\x18\x05 \x01(\x01H\x02R\x03gte\x88\x01\x01\x12\x15\n\x03lte\x18\x06 \x01(\x01H\x03R\x03lte\x88\x01\x01\x12 \n\tmin_items\x18\x07 \x01(\rH\x04R\x08minItems\x88\x01\x01\x12 \n\tmax_items\x18\x08 \x01(\rH\x05R\x08maxItems\x88\x01\x01\x12!\n\x0c\x64\x65\x66ined_only\x18\t \x01(\x08R\x0b\x64\x65\x66inedOnlyB\n\n\x08_min_lenB\n\n\x08_max_lenB\x06\n\x04_gteB\x06\n\x04_lteB\x0c\n\n_min_itemsB\x0c\n\n_max_items\" \n\x08\x43ontract\x12\x14\n\x05minor\x18\x01 \x01(\rR\x05minor*|\n\x07Pattern\x12\x17\n\x13PATTERN_UNSPECIFIED\x10\x00\x12\x11\n\rPATTERN_EVENT\x10\x01\x12\x16\n\x12PATTERN_WORK_QUEUE\x10\x02\x12\x19\n\x15PATTERN_REQUEST_REPLY\x10\x03\x12\x12\n\x0ePATTERN_STREAM\x10\x04*n\n\tRetention\x12\x19\n\x15RETENTION_UNSPECIFIED\x10\x00\x12\x14\n\x10RETENTION_LIMITS\x10\x01\x12\x16\n\x12RETENTION_INTEREST\x10\x02\x12\x18\n\x14RETENTION_WORK_QUEUE\x10\x03:R\n\x07subject\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x16.ai.options.v1.SubjectR\x07subject:P\n\x05rules\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x19.ai.options.v1.FieldRulesR\x05rules:S\n\x08\x63ontract\x12\x1c.google.protobuf.FileOptions\x18\xd3\x86\x03 \x01(\x0b\x32\x17.ai.options.v1.ContractR\x08\x63ontractb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61i/options/v1/options.proto\x12\rai.options.v1\x1a google/protobuf/descriptor.proto\"\x8a\x02\n\nDurability\x12\x18\n\x07\x64urable\x18\x01 \x01(\x08R\x07\x64urable\x12\x36\n\tretention\x18\x02 \x01(\x0e\x32\x18.ai.options.v1.RetentionR\tretention\x12\x1f\n\x0bmax_deliver\x18\x03 \x01(\rR\nmaxDeliver\x12\x1e\n\x0b\x61\x63k_wait_ms\x18\x04 \x01(\rR\tackWaitMs\x12\x1d\n\nbackoff_ms\x18\x05 \x03(\rR\tbackoffMs\x12.\n\x13\x64uplicate_window_ms\x18\x06 \x01(\rR\x11\x64uplicateWindowMs\x12\x1a\n\tmax_age_s\x18\x07 \x01(\rR\x07maxAgeS\"\xf5\x01\n\x07Subject\x12\x1c\n\toperation\x18\x01 \x01(\tR\toperation\x12\x30\n\x07pattern\x18\x02 \x01(\x0e\x32\x16.ai.options.v1.PatternR\x07pattern\x12\x1f\n\x0bqueue_group\x18\x03 \x01(\tR\nqueueGroup\x12\x1d\n\ntimeout_ms\x18\x04 \x01(\rR\ttimeoutMs\x12\x39\n\ndurability\x18\x05 \x01(\x0b\x32\x19.ai.options.v1.DurabilityR\ndurability\x12\x1f\n\x0breply_event\x18\x06 \x01(\tR\nreplyEvent\"\xfa\x02\n\nFieldRules\x12\x1a\n\x08required\x18\x01 \x01(\x08R\x08required\x12\x1c\n\x07min_len\x18\x02 \x01(\rH\x00R\x06minLen\x88\x01\x01\x12\x1c\n\x07max_len\x18\x03 \x01(\rH\x01R\x06maxLen\x88\x01\x01\x12\x18\n\x07pattern\x18\x04 \x01(\tR\x07pattern\x12\x15\n\x03gte\x18\x05 \x01(\x01H\x02R\x03gte\x88\x01\x01\x12\x15\n\x03lte\x18\x06 \x01(\x01H\x03R\x03lte\x88\x01\x01\x12 \n\tmin_items\x18\x07 \x01(\rH\x04R\x08minItems\x88\x01\x01\x12 \n\tmax_items\x18\x08 \x01(\rH\x05R\x08maxItems\x88\x01\x01\x12!\n\x0c\x64\x65\x66ined_only\x18\t \x01(\x08R\x0b\x64\x65\x66inedOnly\x12!\n\x0cgenerated_id\x18\n \x01(\x08R\x0bgeneratedIdB\n\n\x08_min_lenB\n\n\x08_max_lenB\x06\n\x04_gteB\x06\n\x04_lteB\x0c\n\n_min_itemsB\x0c\n\n_max_items\" \n\x08\x43ontract\x12\x14\n\x05minor\x18\x01 \x01(\rR\x05minor*|\n\x07Pattern\x12\x17\n\x13PATTERN_UNSPECIFIED\x10\x00\x12\x11\n\rPATTERN_EVENT\x10\x01\x12\x16\n\x12PATTERN_WORK_QUEUE\x10\x02\x12\x19\n\x15PATTERN_REQUEST_REPLY\x10\x03\x12\x12\n\x0ePATTERN_STREAM\x10\x04*n\n\tRetention\x12\x19\n\x15RETENTION_UNSPECIFIED\x10\x00\x12\x14\n\x10RETENTION_LIMITS\x10\x01\x12\x16\n\x12RETENTION_INTEREST\x10\x02\x12\x18\n\x14RETENTION_WORK_QUEUE\x10\x03:R\n\x07subject\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x16.ai.options.v1.SubjectR\x07subject:P\n\x05rules\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x19.ai.options.v1.FieldRulesR\x05rules:S\n\x08\x63ontract\x12\x1c.google.protobuf.FileOptions\x18\xd3\x86\x03 \x01(\x0b\x32\x17.ai.options.v1.ContractR\x08\x63ontractB\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai.options.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_PATTERN']._serialized_start=977
-  _globals['_PATTERN']._serialized_end=1101
-  _globals['_RETENTION']._serialized_start=1103
-  _globals['_RETENTION']._serialized_end=1213
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\002\010\001'
+  _globals['_PATTERN']._serialized_start=1012
+  _globals['_PATTERN']._serialized_end=1136
+  _globals['_RETENTION']._serialized_start=1138
+  _globals['_RETENTION']._serialized_end=1248
   _globals['_DURABILITY']._serialized_start=81
   _globals['_DURABILITY']._serialized_end=347
   _globals['_SUBJECT']._serialized_start=350
   _globals['_SUBJECT']._serialized_end=595
   _globals['_FIELDRULES']._serialized_start=598
-  _globals['_FIELDRULES']._serialized_end=941
-  _globals['_CONTRACT']._serialized_start=943
-  _globals['_CONTRACT']._serialized_end=975
+  _globals['_FIELDRULES']._serialized_end=976
+  _globals['_CONTRACT']._serialized_start=978
+  _globals['_CONTRACT']._serialized_end=1010
 # @@protoc_insertion_point(module_scope)

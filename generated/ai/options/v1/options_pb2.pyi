@@ -73,7 +73,7 @@ class Subject(_message.Message):
     def __init__(self, operation: _Optional[str] = ..., pattern: _Optional[_Union[Pattern, str]] = ..., queue_group: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., durability: _Optional[_Union[Durability, _Mapping]] = ..., reply_event: _Optional[str] = ...) -> None: ...
 
 class FieldRules(_message.Message):
-    __slots__ = ("required", "min_len", "max_len", "pattern", "gte", "lte", "min_items", "max_items", "defined_only")
+    __slots__ = ("required", "min_len", "max_len", "pattern", "gte", "lte", "min_items", "max_items", "defined_only", "generated_id")
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
     MIN_LEN_FIELD_NUMBER: _ClassVar[int]
     MAX_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class FieldRules(_message.Message):
     MIN_ITEMS_FIELD_NUMBER: _ClassVar[int]
     MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
     DEFINED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_ID_FIELD_NUMBER: _ClassVar[int]
     required: bool
     min_len: int
     max_len: int
@@ -92,7 +93,8 @@ class FieldRules(_message.Message):
     min_items: int
     max_items: int
     defined_only: bool
-    def __init__(self, required: _Optional[bool] = ..., min_len: _Optional[int] = ..., max_len: _Optional[int] = ..., pattern: _Optional[str] = ..., gte: _Optional[float] = ..., lte: _Optional[float] = ..., min_items: _Optional[int] = ..., max_items: _Optional[int] = ..., defined_only: _Optional[bool] = ...) -> None: ...
+    generated_id: bool
+    def __init__(self, required: _Optional[bool] = ..., min_len: _Optional[int] = ..., max_len: _Optional[int] = ..., pattern: _Optional[str] = ..., gte: _Optional[float] = ..., lte: _Optional[float] = ..., min_items: _Optional[int] = ..., max_items: _Optional[int] = ..., defined_only: _Optional[bool] = ..., generated_id: _Optional[bool] = ...) -> None: ...
 
 class Contract(_message.Message):
     __slots__ = ("minor",)

@@ -13,8 +13,8 @@ from runtime.contract import (
     check_tenant,
     Context,
     DEFAULT_PREFIX,
-    Endpoint,
     no_violations,
+    Operation,
     Pattern,
     ServiceHandler,
     SubjectSpec,
@@ -23,7 +23,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
 
 def validate_prompt_template(m: prompt_pb2.PromptTemplate, prefix: str = '') -> list[Violation]:
@@ -161,7 +161,7 @@ class PromptServiceHandler(ServiceHandler):
     """
 
     SERVICE: ClassVar[str] = "ai.prompt.v1.PromptService"
-    ENDPOINTS: ClassVar[tuple[Endpoint, ...]] = (
+    ENDPOINTS: ClassVar[tuple[Operation, ...]] = (
         (PROMPT_TEMPLATES, "templates"),
         (PROMPT_CONTEXT, "context"),
     )

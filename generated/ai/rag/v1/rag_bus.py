@@ -16,8 +16,8 @@ from runtime.contract import (
     Context,
     DEFAULT_PREFIX,
     Durability,
-    Endpoint,
     no_violations,
+    Operation,
     Pattern,
     ServiceHandler,
     SubjectSpec,
@@ -26,7 +26,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4, 5})
 
@@ -359,7 +359,7 @@ class RagServiceHandler(ServiceHandler):
     """
 
     SERVICE: ClassVar[str] = "ai.rag.v1.RagService"
-    ENDPOINTS: ClassVar[tuple[Endpoint, ...]] = (
+    ENDPOINTS: ClassVar[tuple[Operation, ...]] = (
         (RAG_INGEST, "ingest"),
         (RAG_STATUS, "status"),
         (RAG_QUERIES, "queries"),

@@ -117,6 +117,14 @@ class FieldRules(betterproto.Message):
     defined_only: bool = betterproto.bool_field(9)
     """An enum value must be one the contract defines."""
 
+    generated_id: bool = betterproto.bool_field(10)
+    """
+    A fresh id the sender makes for each new message (a request or call id),
+     on a singular string field. Tools that build a message for the user
+     (`aisdk request`, `aisdk publish`) fill it when empty; ids that name an
+     existing thing (a template, an agent) are never generated.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class Contract(betterproto.Message):

@@ -1,7 +1,9 @@
 """`aisdk server | serve | request | publish | tail`: the bus from a shell.
 
 Payloads are JSON in the proto JSON mapping of the operation's type; replies
-and tailed messages are printed the same way, one JSON document per line.
+and tailed messages are printed the same way, one JSON document per line on
+stdout. Status lines go to stderr, so stdout stays machine-readable (and
+holds nothing else when `aisdk serve` traces to the console).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from runtime.cli import _registry
-from runtime.contract import Pattern, SubjectSpec, check_tenant
-from runtime.errors import CliError
+from cli import extras, registry
+from cli.errors import CommandError
+from runtime.contract import Pattern, ServiceHandler, SubjectSpec, check_tenant
 
 URL_ENV = ("AISDK_NATS_URL", "NATS_URL")
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -33,15 +35,8 @@ def _servers(url: str) -> list[str]:
     return [u.strip() for u in url.split(",") if u.strip()]
 
 
-def _spec(operation: str, patterns: tuple[Pattern, ...]) -> SubjectSpec[Any, Any]:
-    registry = _registry()
-    spec: SubjectSpec[Any, Any] | None = registry.BY_KEY.get(operation)
-    if spec is None:
-        raise CliError(f"unknown operation {operation!r}: see `aisdk subjects` (e.g. gateway.requests)")
-    if spec.pattern not in patterns:
-        allowed = "/".join(p.value for p in patterns)
-        raise CliError(f"{operation} is {spec.pattern.value}; this command takes {allowed} operations")
-    return spec
+def status(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def _payload(spec: SubjectSpec[Any, Any], data: str) -> Message:
@@ -50,21 +45,14 @@ def _payload(spec: SubjectSpec[Any, Any], data: str) -> Message:
         json_format.Parse(data, message)
     except json_format.ParseError as e:
         reason = str(e).splitlines()[0]
-        raise CliError(f"--data is not a valid {spec.request_name} in JSON: {reason}") from None
-    # A missing correlation id is filled in, as any client library would.
-    for field in message.DESCRIPTOR.fields:
-        if field.name.endswith("_id") and field.type == field.TYPE_STRING and not field.is_repeated:
-            if not getattr(message, field.name):
-                from runtime.codec import new_id
-
-                setattr(message, field.name, new_id())
-            break
+        raise CommandError(f"--data is not a valid {spec.request_name} in JSON: {reason}") from None
+    registry.fill_generated_ids(message)
     return message
 
 
 def _typed(args: argparse.Namespace, patterns: tuple[Pattern, ...]) -> tuple[SubjectSpec[Any, Any], Message]:
     """Operation, tenant and payload checked before anything connects."""
-    spec = _spec(args.operation, patterns)
+    spec = registry.spec(args.operation, patterns)
     check_tenant(args.tenant)
     return spec, _payload(spec, args.data)
 
@@ -81,18 +69,39 @@ async def _connected(args: argparse.Namespace, telemetry: Any = None) -> Any:
     return await bus.connect()
 
 
-def _telemetry_from_env(service_name: str) -> Any:
+def service_name(components: list[str]) -> str:
+    """OTEL_SERVICE_NAME when set, else the component (or components) served."""
+    return os.environ.get("OTEL_SERVICE_NAME") or "-".join(components)
+
+
+def _telemetry_from_env(name: str) -> Any:
     """Telemetry for `aisdk serve` when the standard OTEL_* variables ask for it."""
     if not any(k.startswith("OTEL_") for k in os.environ):
         return None
     from runtime import telemetry
 
-    return telemetry.setup(service_name)
+    return telemetry.setup(name)
 
 
 def _run(coro: Any) -> int:
     result: int = asyncio.run(coro)
     return result
+
+
+def _component(name: str) -> ServiceHandler:
+    """The component's handler; a dependency of a missing extra is named as such."""
+    from components import COMPONENTS
+
+    factory = COMPONENTS.get(name)
+    if factory is None:
+        raise CommandError(f"unknown component {name}: choose from {', '.join(sorted(COMPONENTS))}")
+    try:
+        return factory()
+    except ModuleNotFoundError as e:
+        extra, how = extras.COMPONENTS
+        raise CommandError(
+            f"component {name} needs the {extra} extra ({e.name} not installed): {how}"
+        ) from None
 
 
 # -- commands -----------------------------------------------------------------
@@ -121,30 +130,26 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from components import COMPONENTS
-
-    unknown = [c for c in args.components if c not in COMPONENTS]
-    if unknown:
-        raise CliError(f"unknown component {', '.join(unknown)}: choose from {', '.join(sorted(COMPONENTS))}")
-    tel = _telemetry_from_env(f"aisdk-{'-'.join(args.components)}")
+    handlers = {name: _component(name) for name in args.components}
+    tel = _telemetry_from_env(service_name(args.components))
     bus = await _connected(args, tel)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        for name in args.components:
-            service = await bus.serve(COMPONENTS[name](), tenants=args.tenant or None)
+        for name, handler in handlers.items():
+            service = await bus.serve(handler, tenants=args.tenant or None)
             for ep in service.endpoints:
-                print(f"serving {name}: {ep.subject} ({ep.spec.pattern.value})", flush=True)
-        print(f"ready on {bus.nc.connected_url.netloc if bus.nc.connected_url else args.nats_url}", flush=True)
+                status(f"serving {name}: {ep.subject} ({ep.spec.pattern.value})")
+        status(f"ready on {bus.nc.connected_url.netloc if bus.nc.connected_url else args.nats_url}")
         await stopping.wait()
-        print("draining", flush=True)
+        status("draining")
     finally:
         await bus.close()
         if tel is not None:
             tel.shutdown()
-    print("stopped", flush=True)
+    status("stopped")
     return 0
 
 
@@ -180,12 +185,15 @@ async def _publish(args: argparse.Namespace) -> int:
 async def _tail(args: argparse.Namespace) -> int:
     from runtime.bus import Observed
 
-    spec = _spec(args.operation, tuple(Pattern))
+    spec = registry.spec(args.operation, tuple(Pattern))
     if args.tenant is not None:
         check_tenant(args.tenant)
     bus = await _connected(args)
     done = asyncio.Event()
     seen = 0
+    # Raised here, not in the subscription callback, where the client would
+    # only log it: the reader of stdout left (`aisdk tail ... | head -3`).
+    broken: list[BrokenPipeError] = []
 
     async def show(o: Observed) -> None:
         nonlocal seen
@@ -202,7 +210,12 @@ async def _tail(args: argparse.Namespace) -> int:
                 "source": env.source,
                 "payload": json_format.MessageToDict(o.payload, preserving_proto_field_name=True),
             }
-        print(json.dumps(row), flush=True)
+        try:
+            print(json.dumps(row), flush=True)
+        except BrokenPipeError as e:
+            broken.append(e)
+            done.set()
+            return
         seen += 1
         if args.count and seen >= args.count:
             done.set()
@@ -213,11 +226,12 @@ async def _tail(args: argparse.Namespace) -> int:
     try:
         await bus.subscribe(spec, show, tenant_id=args.tenant)
         await bus.nc.flush()
-        print(f"tailing {spec.wildcard(bus.prefix) if args.tenant is None else bus.subject(spec, args.tenant)}",
-              file=sys.stderr, flush=True)
+        status(f"tailing {spec.wildcard(bus.prefix) if args.tenant is None else bus.subject(spec, args.tenant)}")
         await done.wait()
     finally:
         await bus.close()
+    if broken:
+        raise broken[0]
     return 0
 
 
@@ -232,7 +246,9 @@ def register(sub: Any) -> None:
     p.add_argument("--store", help="JetStream store directory (default: a temporary one)")
     p.set_defaults(func=cmd_server)
 
-    p = sub.add_parser("serve", help="run components' handlers until SIGTERM/SIGINT, then drain")
+    p = sub.add_parser("serve", help="run components' handlers until SIGTERM/SIGINT, then drain",
+                       description="Status lines go to stderr. Traces when OTEL_* variables are set; "
+                       "the service name is $OTEL_SERVICE_NAME, else the components' names.")
     p.add_argument("components", nargs="+", metavar="COMPONENT")
     p.add_argument("--tenant", action="append", help="serve only this tenant (repeatable; default: all)")
     url(p)
@@ -241,7 +257,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("request", help="send a typed request and print the reply as JSON")
     p.add_argument("operation", help="e.g. gateway.requests")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--data", required=True, help="the payload as proto JSON")
+    p.add_argument("--data", required=True, help="the payload as proto JSON; empty generated ids are filled in")
     p.add_argument("--timeout", type=float, help="seconds (default: the registry's)")
     url(p)
     p.set_defaults(func=lambda a: _run(_request(a)))
@@ -249,7 +265,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("publish", help="publish a typed event or work item")
     p.add_argument("operation", help="e.g. agent.status")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--data", required=True, help="the payload as proto JSON")
+    p.add_argument("--data", required=True, help="the payload as proto JSON; empty generated ids are filled in")
     p.add_argument("--message-id", help="deduplication id on durable subjects (default: a new one)")
     url(p)
     p.set_defaults(func=lambda a: _run(_publish(a)))

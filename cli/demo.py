@@ -1,4 +1,4 @@
-"""`make demo`: the smallest real end-to-end run that exists.
+"""`aisdk demo` (`make demo`): the smallest real end-to-end run that exists.
 
 An embedded nats-server with JetStream starts; the prompt component serves
 its subjects; a typed client publishes a template event and asks for a
@@ -9,17 +9,12 @@ Q&A flow.)
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import uuid
+from typing import Any
 
-from ai.envelope.v1 import envelope_pb2
-from ai.prompt.v1 import prompt_bus, prompt_pb2
-from components.prompt import PromptManager
-from runtime import telemetry
-from runtime.bus import Bus
-from runtime.errors import ContractViolation, RemoteError
-from runtime.server import EmbeddedServer
 
 TENANT = "acme"
 
@@ -29,6 +24,15 @@ def show(label: str, text: str) -> None:
 
 
 async def run(url: str) -> None:
+    # Imported here: `aisdk --help` and `aisdk gen` must not depend on
+    # generated code or components.
+    from ai.envelope.v1 import envelope_pb2
+    from ai.prompt.v1 import prompt_bus, prompt_pb2
+    from components.prompt import PromptManager
+    from runtime import telemetry
+    from runtime.bus import Bus
+    from runtime.errors import ContractViolation, RemoteError
+
     tel = telemetry.setup("demo", exporter="memory", metrics_exporter="none", sampler_ratio=1.0)
     async with Bus(url, name="demo", telemetry=tel) as bus:
         service = await bus.serve(PromptManager())
@@ -95,10 +99,21 @@ async def run(url: str) -> None:
 
 
 def main() -> int:
+    from runtime.server import EmbeddedServer
+
     with EmbeddedServer(name="aisdk-demo") as server:
         show("nats-server", f"{server.url} (JetStream on)")
         asyncio.run(run(server.url))
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return main()
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="an end-to-end exchange with the prompt component on an embedded nats-server")
+    p.set_defaults(func=cmd_demo)
 
 
 if __name__ == "__main__":

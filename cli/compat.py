@@ -1,7 +1,8 @@
-"""`aisdk check` and `aisdk release`, registered with the aisdk command.
+"""`aisdk check | release`: compatibility against the released baselines.
 
-Importing this module registers the commands; the heavy imports (hypothesis,
-descriptor pools) wait until a command runs, so `aisdk --help` stays fast.
+compat/ is contract tooling for a checkout (it reads proto/, the baselines
+and the betterproto flavour, and runs buf), so it is not in the wheel; the
+heavy imports wait until a command runs, so `aisdk --help` stays fast.
 """
 
 from __future__ import annotations
@@ -9,10 +10,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from runtime import cli
+from cli import extras
+
+# The steps and their default are compat's; repeated here so that `aisdk
+# --help` works where compat is not installed. tests/test_cli.py keeps them equal.
+STEPS = ("lint", "breaking", "registry", "versions", "drift", "properties")
+EXAMPLES = 30
+_NEEDS = ("compat", "grpc_tools", "hypothesis", "betterproto", "ai_betterproto")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    extras.require("aisdk check", extras.CHECKOUT_DEV, _NEEDS)
     from codegen.toolchain import project_root
     from compat.check import run_check
     from compat.report import CompatError, errors
@@ -28,6 +36,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    extras.require("aisdk release", extras.CHECKOUT_DEV, _NEEDS)
     from codegen.toolchain import project_root
     from compat import images
     from compat.check import run_check
@@ -43,8 +52,6 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from compat.check import EXAMPLES, STEPS
-
     p = sub.add_parser(
         "check",
         help="lint, breaking changes, subject registry, drift and compatibility properties",
@@ -62,7 +69,3 @@ def register(sub: Any) -> None:
     p = sub.add_parser("release", help="cut the baseline of a contract release into compat/baselines/")
     p.add_argument("version", help="vMAJOR.MINOR.PATCH, newer than every baseline")
     p.set_defaults(func=cmd_release)
-
-
-if register not in cli._EXTENSIONS:
-    cli._EXTENSIONS.append(register)

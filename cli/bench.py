@@ -1,27 +1,25 @@
-"""`aisdk bench`, registered on runtime.cli's extension list. Importing this
-module stays cheap: the benchmark loads only when the command runs."""
+"""`aisdk bench`: the runtime measured beside raw nats-py and FastStream.
+The benchmark loads only when the command runs, and needs the bench extra."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
-import importlib.util
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runtime import cli
-from runtime.errors import CliError
+from cli import extras
+
+_NEEDS = ("faststream", "pydantic")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    extras.require("aisdk bench", extras.BENCH, _NEEDS + (("matplotlib",) if args.plot else ()))
     from bench import report, run
 
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise CliError("--plot needs matplotlib: pip install -e '.[bench]'")
     plan = run.QUICK if args.quick else run.FULL
     if args.rounds:
         plan = dataclasses.replace(plan, rounds=args.rounds)
@@ -48,11 +46,3 @@ def register(sub: Any) -> None:
     p.add_argument("--rounds", type=int, metavar="N", help="rounds to run (default 7, quick 2)")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write the latency distributions to this PNG")
     p.set_defaults(func=cmd_bench)
-
-
-cli._EXTENSIONS.append(register)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m bench ...` is `aisdk bench ...`."""
-    return cli.main(["bench", *(sys.argv[1:] if argv is None else argv)])
