@@ -33,7 +33,9 @@ CONTRACTS = ROOT / "tests" / "data" / "contracts"
 GENERATOR = ("codegen", "buf.yaml", "buf.gen.yaml", "proto/ai/options")
 
 # What never belongs in a copy of a checkout.
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".hypothesis")
+NOT_COPIED = shutil.ignore_patterns(
+    ".git", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".hypothesis", "*.egg-info", "build", "dist"
+)
 
 
 def buf_exe() -> str:
