@@ -316,10 +316,12 @@ class Bus:
         self._unhook()
 
     def _unhook(self) -> None:
-        """Let every hook go of this bus (idempotent)."""
-        self.hooks.detach(self)
+        """Let every hook go of this bus, once (close may be called again)."""
+        hooks, self.hooks = self.hooks, HookChain()
+        hooks.detach(self)
         for service in self._services:
-            service.hooks.detach(self)
+            service_hooks, service.hooks = service.hooks, HookChain()
+            service_hooks.detach(self)
 
     async def __aenter__(self) -> Bus:
         return await self.connect()

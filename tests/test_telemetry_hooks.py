@@ -86,8 +86,10 @@ async def test_hooks_wrap_in_order_and_service_hooks_see_their_service_only(nats
         await until(lambda: "inner handles agent.status" in log)
         assert not any(entry.startswith("audit") for entry in log)
         log.clear()
-    # Once per hook: the bus's own, then the service's.
+    # Once per hook: the bus's own, then the service's; closing again tells no one.
     assert log == ["outer detached", "inner detached", "audit detached"]
+    await bus.close()
+    assert log == ["outer detached", "inner detached", "audit detached"] and not bus.hooks
 
 
 async def test_hooks_are_told_of_refused_input_and_dead_letters(nats_url: str) -> None:
