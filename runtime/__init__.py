@@ -27,13 +27,13 @@ if TYPE_CHECKING:
         check_prefix,
         check_tenant,
     )
-    from runtime.endpoint import RetryPolicy
     from runtime.errors import (
         Backpressure,
         ConnectionFailed,
         ContractViolation,
         DecodeError,
         HandlerError,
+        InvalidSettings,
         InvalidSubject,
         NoResponders,
         PlatformError,
@@ -42,7 +42,9 @@ if TYPE_CHECKING:
         TenantMismatch,
         Unimplemented,
     )
+    from runtime.jetstream import ConfigMismatch, JetStreamError, JetStreamUnavailable
     from runtime.server import EmbeddedCluster, EmbeddedServer
+    from runtime.settings import BusSettings, RetryPolicy
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
@@ -59,12 +61,14 @@ _EXPORTS: dict[str, str] = {
     "Violation": "runtime.contract",
     "check_prefix": "runtime.contract",
     "check_tenant": "runtime.contract",
-    "RetryPolicy": "runtime.endpoint",
+    "BusSettings": "runtime.settings",
+    "RetryPolicy": "runtime.settings",
     "Backpressure": "runtime.errors",
     "ConnectionFailed": "runtime.errors",
     "ContractViolation": "runtime.errors",
     "DecodeError": "runtime.errors",
     "HandlerError": "runtime.errors",
+    "InvalidSettings": "runtime.errors",
     "InvalidSubject": "runtime.errors",
     "NoResponders": "runtime.errors",
     "PlatformError": "runtime.errors",
@@ -72,6 +76,9 @@ _EXPORTS: dict[str, str] = {
     "RequestTimeout": "runtime.errors",
     "TenantMismatch": "runtime.errors",
     "Unimplemented": "runtime.errors",
+    "ConfigMismatch": "runtime.jetstream",
+    "JetStreamError": "runtime.jetstream",
+    "JetStreamUnavailable": "runtime.jetstream",
     "EmbeddedCluster": "runtime.server",
     "EmbeddedServer": "runtime.server",
 }

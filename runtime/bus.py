@@ -1,7 +1,7 @@
 """The bus: one NATS connection per process, the transport generated clients
 call, and the server side that runs generated handlers.
 
-    async with Bus(["nats://a:4222", "nats://b:4222"], name="gateway") as bus:
+    async with Bus(["nats://a:4222", "nats://b:4222"], BusSettings(name="gateway")) as bus:
         await bus.serve(MyGateway())
         reply = await GatewayServiceClient(bus, "acme").requests(request)
 """
@@ -13,9 +13,8 @@ import contextlib
 import logging
 import os
 import socket
-import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -25,20 +24,11 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 
 from ai.envelope.v1 import envelope_pb2
 from runtime import codec, jetstream, reconnect
-from runtime.contract import (
-    DEFAULT_PREFIX,
-    CallOptions,
-    Durability,
-    Pattern,
-    ServiceHandler,
-    SubjectSpec,
-    check_prefix,
-)
-from runtime.endpoint import Endpoint, RetryPolicy
+from runtime.contract import CallOptions, Durability, Pattern, ServiceHandler, SubjectSpec
+from runtime.endpoint import Endpoint
 from runtime.errors import (
     Backpressure,
     ConnectionFailed,
@@ -50,6 +40,7 @@ from runtime.errors import (
 )
 from runtime.hooks import BusHooks, HookChain
 from runtime.micro import MicroService
+from runtime.settings import BusSettings
 
 if TYPE_CHECKING:
     from runtime.telemetry import Telemetry
@@ -57,73 +48,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("aisdk.bus")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
-DEFAULT_PENDING_MSGS = 65_536
-DEFAULT_PENDING_BYTES = 64 * 1024 * 1024
 DEFAULT_REPLY_CONCURRENCY = 64
-FETCH_TIMEOUT = 1.0
+# A letter or a stop hook still gets this long once the close deadline has passed.
+CLOSE_GRACE = 1.0
 _NO_OPTIONS: CallOptions = {}
 _STATUS = "Status"
-
-
-class JetStreamUnavailable(PlatformError):
-    def __init__(self, subject: str) -> None:
-        super().__init__(f"{subject} is durable but JetStream is not enabled on the NATS server (run it with -js)")
-
-
-class _PullWorker:
-    """Fetches from one durable consumer; stops between batches on drain."""
-
-    def __init__(self, psub: JetStreamContext.PullSubscription, endpoint: Endpoint) -> None:
-        self.psub = psub
-        self.endpoint = endpoint
-        self.batch = max(1, min(endpoint.concurrency, 256))
-        self.fetching = False
-        self.stopping = False
-        self.task: asyncio.Task[None] | None = None
-
-    async def run(self) -> None:
-        ep = self.endpoint
-        # A flag, not only cancellation, ends the loop: asyncio.wait_for inside
-        # nats-py's fetch can swallow a cancel that races with its timeout
-        # (Python 3.11), which would leave the loop fetching forever.
-        while not self.stopping:
-            self.fetching = True
-            try:
-                msgs = await self.psub.fetch(self.batch, timeout=FETCH_TIMEOUT)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                # An idle consumer: nats-py raises either timeout type.
-                continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
-                return
-            except Exception as e:  # noqa: BLE001 - a transient fetch failure must not end consumption
-                log.warning("fetch on %s failed: %s", ep.subject, e)
-                await asyncio.sleep(FETCH_TIMEOUT)
-                continue
-            finally:
-                self.fetching = False
-            # Messages in hand are processed even when stopping: they are
-            # delivered to us, and acking them spares a redelivery.
-            if self.batch == 1:
-                for m in msgs:
-                    await ep.on_js_msg(m)
-            else:
-                await asyncio.gather(*(ep.on_js_msg(m) for m in msgs))
-
-    async def stop(self) -> None:
-        """Let the batch in hand finish (acked work is never lost); an
-        unanswered fetch is cancelled, its messages are redelivered."""
-        task = self.task
-        if task is None:
-            return
-        self.stopping = True
-        while not task.done() and not self.fetching:
-            await asyncio.sleep(0.01)
-        task.cancel()
-        # Bounded: at worst the loop sees the flag after one fetch timeout.
-        await asyncio.wait({task}, timeout=FETCH_TIMEOUT * 3)
-        if not task.done():
-            log.error("consumer of %s did not stop; abandoning it", self.endpoint.subject)
-        await self.psub.unsubscribe()
+# Re-exported: raised by Bus.publish and Bus.serve.
+JetStreamUnavailable = jetstream.JetStreamUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,73 +85,53 @@ class Bus:
     def __init__(
         self,
         servers: str | Sequence[str] = DEFAULT_URL,
+        settings: BusSettings | None = None,
         *,
-        name: str = "aisdk",
-        prefix: str = DEFAULT_PREFIX,
-        source: str | None = None,
-        validate: bool = True,
-        retry: RetryPolicy = RetryPolicy(),
-        user_credentials: str | None = None,
-        nkeys_seed: str | None = None,
-        tls: ssl.SSLContext | None = None,
-        user: str | None = None,
-        password: str | None = None,
-        token: str | None = None,
-        connect_timeout: float = 2.0,
-        reconnect_time_wait: float = 0.5,
-        max_reconnect_wait: float = 10.0,
-        max_reconnect_attempts: int = -1,
-        outbound_buffer_bytes: int = 8 * 1024 * 1024,
-        pending_msgs_limit: int = DEFAULT_PENDING_MSGS,
-        pending_bytes_limit: int = DEFAULT_PENDING_BYTES,
-        publish_wait: float = 5.0,
-        drain_timeout: float = 30.0,
-        mirror_headers: bool = False,
-        durability_overrides: Mapping[str, Durability] | None = None,
         telemetry: Telemetry | None = None,
         hooks: Sequence[BusHooks] = (),
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
-        self.name = name
-        self.prefix = check_prefix(prefix)
-        self.source = source or f"{name}/{socket.gethostname()}/{os.getpid()}"
-        self.validate = validate
-        self.retry = retry
-        self.pending_msgs_limit = pending_msgs_limit
-        self.pending_bytes_limit = pending_bytes_limit
-        self.publish_wait = publish_wait
-        self.drain_timeout = drain_timeout
-        self.mirror_headers = mirror_headers
-        self.dead_letters = 0
-        self._durability = dict(durability_overrides or {})
+        self.settings = s = BusSettings() if settings is None else settings
+        # Copied out of the settings: read per message.
+        self.name = s.name
+        self.prefix = s.prefix
+        self.source = s.source or f"{s.name}/{socket.gethostname()}/{os.getpid()}"
+        self.validate = s.validate
+        self.retry = s.retry
+        self.pending_msgs_limit = s.pending_msgs_limit
+        self.pending_bytes_limit = s.pending_bytes_limit
+        self.publish_wait = s.publish_wait
+        self.mirror_headers = s.mirror_headers
+        # Handlers cancelled because they outlived Bus.close's deadline.
+        self.cancelled_on_close = 0
         self._connect_options: dict[str, Any] = {
-            "name": name,
-            "user_credentials": user_credentials,
-            "nkeys_seed": nkeys_seed,
-            "tls": tls,
-            "user": user,
-            "password": password,
-            "token": token,
-            "connect_timeout": connect_timeout,
-            "reconnect_time_wait": reconnect_time_wait,
-            "reconnect_to_server_handler": reconnect.backoff(reconnect_time_wait, max_reconnect_wait),
-            "max_reconnect_attempts": max_reconnect_attempts,
-            "pending_size": outbound_buffer_bytes,
-            "drain_timeout": int(drain_timeout),
+            "name": s.name,
+            "user_credentials": s.user_credentials,
+            "nkeys_seed": s.nkeys_seed,
+            "tls": s.tls,
+            "user": s.user,
+            "password": s.password,
+            "token": s.token,
+            "connect_timeout": s.connect_timeout,
+            "reconnect_time_wait": s.reconnect_time_wait,
+            "reconnect_to_server_handler": reconnect.backoff(s.reconnect_time_wait, s.max_reconnect_wait),
+            "max_reconnect_attempts": s.max_reconnect_attempts,
+            "pending_size": s.outbound_buffer_bytes,
+            # Bus.close bounds the whole close itself; nats-py's bound is for its flush only.
+            "drain_timeout": max(1, int(s.drain_timeout)),
             # Subjects are built from checked tokens only (runtime.contract).
             "skip_subject_validation": True,
         }
+        self._last_server_error = ""
+        self._dead_letters = jetstream.DeadLetters(self.prefix, self.source, self.publish_bytes, s.publish_wait)
         self._nc: Client | None = None
-        self._js: JetStreamContext | None = None
-        self._js_enabled = False
-        self._streams: set[str] = set()
+        self._jets: jetstream.JetStream | None = None
         self._subjects: dict[tuple[int, str], str] = {}
         self._subs: list[Subscription] = []
-        self._workers: list[_PullWorker] = []
         self._services: list[Service] = []
         self._endpoints: list[Endpoint] = []
-        self._dlq_ready = False
         self._closing = False
+        self._closed: asyncio.Future[None] | None = None
         # The hook chain (runtime.hooks) is chosen here, once: telemetry first,
         # then `hooks`. What it wraps is resolved now; with no hooks the sends
         # call the bus's own methods, and Endpoint its handler.
@@ -236,7 +147,17 @@ class Bus:
         timings (ack wait, backoff, max deliveries) by registry key."""
         if spec.durability is None:
             return None
-        return self._durability.get(spec.key, spec.durability)
+        return self.settings.durability_overrides.get(spec.key, spec.durability)
+
+    @property
+    def dead_letters(self) -> int:
+        """Dead letters stored (published, without JetStream)."""
+        return self._dead_letters.stored
+
+    @property
+    def dead_letters_failed(self) -> int:
+        """Dead letters that could not be stored: logged, and lost."""
+        return self._dead_letters.failed
 
     # -- lifecycle --------------------------------------------------------
 
@@ -254,6 +175,9 @@ class Bus:
         options = {k: v for k, v in self._connect_options.items() if v is not None}
 
         async def on_error(e: Exception) -> None:
+            # Kept: a later failure (a JetStream check that timed out on a
+            # permissions violation, say) reports what the server said.
+            self._last_server_error = str(e)
             if not self._closing:
                 log.warning("%s", e)
 
@@ -275,45 +199,104 @@ class Bus:
             )
         except (OSError, nats.errors.NoServersError, asyncio.TimeoutError) as e:
             raise ConnectionFailed(self.servers, str(e) or type(e).__name__) from None
-        self._js = self._nc.jetstream()
-        try:
-            await self._js.account_info()
-            self._js_enabled = True
-        except Exception:  # noqa: BLE001 - JetStream is optional until a durable subject is used
-            self._js_enabled = False
+        self._jets = jetstream.JetStream(
+            self._nc, self.prefix, self.settings.jetstream_timeout, lambda: self._last_server_error
+        )
+        self._dead_letters.jetstream = self._jets
+        await self._jets.check()
         return self
 
     async def close(self) -> None:
-        """Drain: stop taking work, let in-flight handlers finish and their
-        acks and replies go out, then close."""
-        if self._nc is None or self._nc.is_closed:
-            self._unhook()
-            return
+        """Drain, within one deadline (settings.drain_timeout): stop taking
+        work, let in-flight handlers finish and their acks and replies go out,
+        stop the handlers, then flush and close. Handlers still running at the
+        deadline are cancelled (a cancelled request is answered UNAVAILABLE)
+        and counted in `cancelled_on_close`. Closing again does nothing."""
+        if self._closed is None:
+            if self._nc is None or self._nc.is_closed:
+                self._unhook()
+                return
+            self._closed = asyncio.ensure_future(self._close(self._nc))
+        # Shielded: a caller giving up on close does not abandon it half-way.
+        await asyncio.shield(self._closed)
+
+    async def _close(self, nc: Client) -> None:
         self._closing = True
-        for worker in self._workers:
-            await worker.stop()
-        for sub in self._subs:
-            try:
-                await sub.drain()  # type: ignore[no-untyped-call]
-            except nats.errors.Error as e:
-                log.warning("drain of %s: %s", sub.subject, e)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_timeout
+
+        def left(floor: float = 0.0) -> float:
+            return max(deadline - loop.time(), floor)
+
+        drains = {sub: asyncio.ensure_future(self._drain(sub)) for sub in self._subs}
+        work = asyncio.ensure_future(self._finish_work(list(drains.values())))
+        await asyncio.wait({work}, timeout=left())
+        on_time = work.done()
+        if not on_time:
+            work.cancel()
+            await self._cancel_leftovers([sub for sub, drain in drains.items() if not drain.done()])
+        stops = asyncio.ensure_future(self._stop_services())
+        await asyncio.wait({stops}, timeout=left(CLOSE_GRACE))
+        if not stops.done():
+            stops.cancel()
+            log.error("handler stop hooks outlived the close deadline; cancelled")
+        try:
+            if on_time:
+                await asyncio.wait_for(nc.drain(), left(CLOSE_GRACE))
+            else:
+                # Cancelled subscriptions cannot drain: send what is buffered
+                # (the cancelled requests' answers) and close.
+                await asyncio.wait_for(nc.flush(), left(CLOSE_GRACE))
+        except (asyncio.TimeoutError, nats.errors.Error, OSError):
+            pass
+        if not nc.is_closed:
+            # Disconnected or stuck: nothing left to flush to, close hard.
+            with contextlib.suppress(OSError, nats.errors.Error):
+                await nc.close()
+        self._subs.clear()
+        self._unhook()
+
+    @staticmethod
+    async def _drain(sub: Subscription) -> None:
+        try:
+            await sub.drain()  # type: ignore[no-untyped-call]
+        except nats.errors.Error as e:
+            log.warning("drain of %s: %s", sub.subject, e)
+
+    async def _finish_work(self, drains: list[asyncio.Future[None]]) -> None:
+        """Stop taking messages and wait for the ones taken."""
+        if self._jets is not None:
+            await self._jets.stop_workers()
+        await asyncio.gather(*drains)
         for ep in self._endpoints:
             await ep.wait_idle()
+
+    async def _cancel_leftovers(self, stuck: list[Subscription]) -> None:
+        tasks: list[asyncio.Task[Any]] = [t for ep in self._endpoints for t in ep.in_flight()]
+        if self._jets is not None:
+            tasks += [w.task for w in self._jets.workers if w.task is not None and not w.task.done()]
+        # A handler that runs inside the subscription's own task (concurrency
+        # 1) is stopped with it; nats-py has no public call for that.
+        for sub in stuck:
+            task: asyncio.Task[Any] | None = getattr(sub, "_wait_for_msgs_task", None)
+            if task is not None and not task.done():
+                tasks.append(task)
+        for task in tasks:
+            task.cancel()
+        self.cancelled_on_close += len(tasks)
+        log.error("%d handler(s) still running at the close deadline (%g s): cancelled",
+                  len(tasks), self.settings.drain_timeout)
+        if tasks:
+            # Let them answer (UNAVAILABLE) or nak before the connection goes.
+            await asyncio.wait(tasks, timeout=CLOSE_GRACE)
+
+    async def _stop_services(self) -> None:
         for service in self._services:
             await service.micro.stop()
             try:
                 await service.handler.stop()
             except Exception:  # noqa: BLE001 - one handler's failed stop must not keep the bus open
                 log.exception("stopping %s failed", type(service.handler).__name__)
-        try:
-            await asyncio.wait_for(self._nc.drain(), self.drain_timeout)
-        except (asyncio.TimeoutError, nats.errors.Error, OSError):
-            # Disconnected or stuck: nothing left to flush to, close hard.
-            with contextlib.suppress(OSError, nats.errors.Error):
-                await self._nc.close()
-        self._workers.clear()
-        self._subs.clear()
-        self._unhook()
 
     def _unhook(self) -> None:
         """Let every hook go of this bus, once (close may be called again)."""
@@ -424,27 +407,19 @@ class Bus:
             except nats.errors.OutboundBufferLimitError:
                 raise Backpressure(subject, nc.pending_data_size) from None
 
-    async def _ensure_stream(self, spec: SubjectSpec[Any, Any], subject: str) -> JetStreamContext:
-        if not self._js_enabled or self._js is None:
-            raise JetStreamUnavailable(subject)
-        if spec.key not in self._streams:
-            durability = self.durability(spec)
-            assert durability is not None
-            await jetstream.ensure_stream(self._js, self.prefix, spec, durability)
-            self._streams.add(spec.key)
-        return self._js
+    def _jetstream(self) -> jetstream.JetStream:
+        if self._jets is None:
+            raise PlatformError("the bus is not connected: use `async with Bus(...)` or await bus.connect()")
+        return self._jets
 
     async def _js_publish(self, spec: SubjectSpec[Any, Any], subject: str, env: envelope_pb2.Envelope) -> None:
-        js = await self._ensure_stream(spec, subject)
+        jets = self._jetstream()
+        durability = self.durability(spec)
+        assert durability is not None
+        await jets.ensure(subject, jetstream.stream_config(self.prefix, spec, durability))
         headers = self._headers(env) or {}
         headers["Nats-Msg-Id"] = env.id
-        timeout = self.publish_wait
-        try:
-            await js.publish(subject, env.SerializeToString(), timeout=timeout, headers=headers)
-        except nats.errors.TimeoutError:
-            raise RequestTimeout(subject, timeout) from None
-        except nats.errors.NoRespondersError:
-            raise JetStreamUnavailable(subject) from None
+        await jets.publish(subject, env.SerializeToString(), headers, self.publish_wait)
 
     def _open_reply(self, spec: SubjectSpec[Any, Any], subject: str, data: bytes) -> Any:
         env = codec.open_envelope(subject, data)
@@ -556,6 +531,9 @@ class Bus:
             f"{implemented[0][0].schema_version}.0", endpoints,
         )
         await micro.start()
+        # Once serve returns, the server has the subscriptions: a request sent
+        # from another connection right after finds its responder.
+        await self.nc.flush()
         service = Service(handler, endpoints, micro, own_hooks)
         self._services.append(service)
         return service
@@ -563,22 +541,10 @@ class Bus:
     async def _serve_durable(
         self, spec: SubjectSpec[Any, Any], ep: Endpoint, name: str, tenants: Sequence[str] | None
     ) -> None:
-        js = await self._ensure_stream(spec, ep.subject)
-        await self._ensure_dlq()
         durable = jetstream.consumer_name(name if tenants is None else f"{name}_{ep.subject.rpartition('.')[2]}")
         durability = self.durability(spec)
         assert durability is not None
-        psub = await jetstream.pull_subscription(
-            js, self.prefix, spec, durability, durable, ep.subject, max_ack_pending=max(ep.concurrency * 4, 64)
-        )
-        worker = _PullWorker(psub, ep)
-        worker.task = asyncio.create_task(worker.run(), name=f"pull {ep.subject}")
-        self._workers.append(worker)
-
-    async def _ensure_dlq(self) -> None:
-        if not self._dlq_ready and self._js_enabled and self._js is not None:
-            await jetstream.ensure_dlq_stream(self._js, self.prefix)
-            self._dlq_ready = True
+        await self._jetstream().consume(spec, durability, ep, durable, max_ack_pending=max(ep.concurrency * 4, 64))
 
     async def subscribe(
         self,
@@ -614,23 +580,8 @@ class Bus:
 
     async def dead_letter(
         self, subject: str, data: bytes, code: int, reason: str, attempts: int, consumer: str
-    ) -> None:
+    ) -> bool:
         """Move a message that cannot be processed to {prefix}.dlq.<subject>,
-        with the reason and attempt count. Never raises into the dispatcher."""
-        letter = envelope_pb2.DeadLetter(
-            subject=subject, code=code, reason=reason, attempts=attempts, data=data, consumer=consumer  # type: ignore[arg-type]
-        )
-        letter.time.GetCurrentTime()
-        tenant = subject.rpartition(".")[2]
-        body = codec.envelope(codec.DEAD_LETTER_TYPE, "1.0", tenant, self.source, letter.SerializeToString())
-        target = jetstream.dlq_subject(self.prefix, subject)
-        self.dead_letters += 1
-        try:
-            if self._js_enabled and self._js is not None:
-                await self._ensure_dlq()
-                await self._js.publish(target, body.SerializeToString(), timeout=self.publish_wait)
-            else:
-                await self.publish_bytes(target, body.SerializeToString())
-        except Exception as e:  # noqa: BLE001 - losing the letter is logged, the subscriber lives on
-            log.error("could not dead-letter a message from %s (%s): %s", subject, reason, e)
-
+        with the reason and attempt count. True once stored; never raises into
+        the dispatcher (runtime.jetstream.DeadLetters)."""
+        return await self._dead_letters.send(subject, data, code, reason, attempts, consumer)

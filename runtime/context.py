@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from ai.envelope.v1 import envelope_pb2
+
+if TYPE_CHECKING:
+    from runtime.contract import Context
 
 
 class MessageContext:
@@ -36,3 +40,10 @@ class MessageContext:
     def time_left(self) -> float | None:
         """Seconds until the deadline (negative once passed), or None without one."""
         return None if self.deadline is None else self.deadline - time.time()
+
+
+if TYPE_CHECKING:
+
+    def _implements(ctx: MessageContext) -> Context:
+        # mypy proves here that MessageContext is a full Context.
+        return ctx

@@ -8,9 +8,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
 from nats.aio.msg import Msg
 
 from ai.envelope.v1 import envelope_pb2
@@ -18,6 +18,7 @@ from runtime import codec
 from runtime.context import MessageContext
 from runtime.contract import Pattern, SubjectSpec
 from runtime.errors import ContractViolation, DecodeError, HandlerError, PlatformError, TenantMismatch
+from runtime.settings import RetryPolicy as RetryPolicy  # its home was this module
 from runtime.stats import EndpointStats
 
 if TYPE_CHECKING:
@@ -27,19 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("aisdk.endpoint")
 Code = envelope_pb2.Error
 _perf_ns = time.perf_counter_ns
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """In-process retries of a failing handler on core NATS subjects."""
-
-    attempts: int = 3
-    initial_backoff: float = 0.05
-    multiplier: float = 2.0
-    max_backoff: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff))
 
 
 def error_code(exc: BaseException) -> int:
@@ -132,7 +120,10 @@ class Endpoint:
     async def on_msg(self, msg: Msg) -> None:
         """The nats-py subscription callback."""
         if self._sem is None:
-            await self._handle(msg.subject, msg.data, msg.reply)
+            try:
+                await self._handle(msg.subject, msg.data, msg.reply)
+            except Exception as e:  # noqa: BLE001 - counted and logged, the subscription lives on
+                self._internal_error(msg.subject, e)
             return
         # Blocking here, not queueing more tasks, keeps memory bounded: the
         # subscription's pending limit absorbs the burst.
@@ -145,8 +136,22 @@ class Endpoint:
         assert self._sem is not None
         try:
             await self._handle(msg.subject, msg.data, msg.reply)
+        except Exception as e:  # noqa: BLE001 - a task's exception would otherwise be lost
+            self._internal_error(msg.subject, e)
         finally:
             self._sem.release()
+
+    def _internal_error(self, subject: str, exc: Exception) -> None:
+        """The runtime, not the handler, failed on a message (a reply into a
+        full buffer, say): count and log it."""
+        self.stats.internal_errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.error("%s.%s on %s: %s", self.spec.service, self.spec.rpc, subject, self.stats.last_error,
+                  exc_info=not isinstance(exc, (PlatformError, nats.errors.Error)))
+
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        """Handler tasks still running (Bus.close cancels them at its deadline)."""
+        return [t for t in self._tasks if not t.done()]
 
     async def wait_idle(self) -> None:
         """Wait for in-flight handlers (drain)."""
@@ -156,9 +161,11 @@ class Endpoint:
     async def _dead_letter(
         self, subject: str, data: bytes, code: int, reason: str, attempts: int, consumer: str
     ) -> None:
-        self.stats.dead_lettered += 1
         self.hooks.dead_lettered(self, subject, data, reason, attempts)
-        await self.bus.dead_letter(subject, data, code, reason, attempts, consumer)
+        if await self.bus.dead_letter(subject, data, code, reason, attempts, consumer):
+            self.stats.dead_lettered += 1
+        else:
+            self.stats.dead_letter_failed += 1
 
     async def _refuse(self, subject: str, data: bytes, exc: PlatformError, reply: str, attempts: int) -> None:
         self.stats.invalid += 1
@@ -179,7 +186,19 @@ class Endpoint:
             log.exception("handler %s.%s failed on %s", self.spec.service, self.spec.rpc, subject)
         if reply:
             internal = exc if isinstance(exc, HandlerError) else Exception()
-            await self.bus.send_error(reply, env.tenant_id, error_proto(internal, self.spec), env.id)
+            try:
+                error = error_proto(internal, self.spec)
+            except Exception:  # noqa: BLE001 - a HandlerError subclass that breaks its own code
+                error = error_proto(Exception(), self.spec)
+            await self.bus.send_error(reply, env.tenant_id, error, env.id)
+
+    async def _cancelled(self, reply: str, env: envelope_pb2.Envelope) -> None:
+        """The handler was cancelled (Bus.close's deadline): answer, so the
+        requester does not wait out its timeout."""
+        self.stats.errors += 1
+        err = Code(code=Code.CODE_UNAVAILABLE, message="cancelled before it was answered (the server is closing)",
+                   retryable=True)
+        await self.bus.send_error(reply, env.tenant_id, err, env.id)
 
     async def _admit(
         self, subject: str, data: bytes, reply: str
@@ -218,6 +237,10 @@ class Endpoint:
         except Exception as e:  # noqa: BLE001 - a handler failure is an error reply, never a dead subscription
             await self._failed(e, subject, reply, env)
             return
+        except asyncio.CancelledError:
+            if reply:
+                await self._cancelled(reply, env)
+            raise
         finally:
             st.processing_ns += _perf_ns() - t0
         out = codec.envelope(
@@ -225,7 +248,12 @@ class Endpoint:
             correlation_id=env.id, traceparent=env.traceparent, tracestate=env.tracestate,
         ).SerializeToString()
         if reply:
-            await self.bus.publish_bytes(reply, out)
+            try:
+                await self.bus.publish_bytes(reply, out)
+            except nats.errors.MaxPayloadError:
+                await self._failed(PlatformError(f"the reply ({len(out)} bytes) exceeds the server's max payload"),
+                                   subject, reply, env)
+                return
         if self._reply_event_prefix:
             # The reply and the event carry the same type: send the same bytes.
             await self.bus.publish_bytes(self._reply_event_prefix + env.tenant_id, out)
@@ -260,6 +288,9 @@ class Endpoint:
         except Exception as e:  # noqa: BLE001 - the stream ends with an Error, the subscription lives on
             await self._failed(e, subject, reply, env)
             return
+        except asyncio.CancelledError:
+            await self._cancelled(reply, env)
+            raise
         finally:
             st.processing_ns += _perf_ns() - t0
         end = envelope_pb2.StreamEnd(chunks=chunks).SerializeToString()

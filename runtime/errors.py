@@ -30,6 +30,17 @@ class InvalidSubject(PlatformError, ValueError):
         super().__init__(f"invalid {what} {value!r}: {reason}")
 
 
+class InvalidSettings(PlatformError, ValueError):
+    """A Bus setting (runtime.settings) with a value it cannot work with."""
+
+    def __init__(self, owner: str, name: str, value: object, reason: str) -> None:
+        self.owner = owner
+        self.name = name
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{owner}.{name} = {value!r}: {reason}")
+
+
 class ContractViolation(PlatformError, ValueError):
     """A message that breaks the validation rules of its contract."""
 
@@ -92,15 +103,36 @@ class RemoteError(PlatformError):
         return cls(error.code, error.message, violations, error.retryable, subject)
 
 
+def _known_code(code: object) -> tuple[int, str]:
+    """An ai.envelope.v1.Error code from a number or a name ("NOT_FOUND",
+    "CODE_NOT_FOUND"), else INTERNAL and a note saying what was given."""
+    from ai.envelope.v1 import envelope_pb2
+
+    codes = envelope_pb2.Error.Code
+    if isinstance(code, int) and not isinstance(code, bool):
+        if code in codes.values() and code != envelope_pb2.Error.CODE_UNSPECIFIED:
+            return int(code), ""
+    elif isinstance(code, str):
+        name = code.strip().upper()
+        for candidate in (name, f"CODE_{name}"):
+            if candidate in codes.keys() and candidate != "CODE_UNSPECIFIED":
+                return int(codes.Value(candidate)), ""
+    return envelope_pb2.Error.CODE_INTERNAL, f"unknown error code {code!r}, answered as INTERNAL"
+
+
 class HandlerError(PlatformError):
     """Raised by a handler to answer a request with a specific error code
-    (e.g. NOT_FOUND) instead of INTERNAL."""
+    (e.g. NOT_FOUND) instead of INTERNAL.
 
-    def __init__(self, code: int, message: str, retryable: bool = False) -> None:
-        self.code = code
-        self.message = message
+    `code` is an ai.envelope.v1.Error code, its number or its name ("NOT_FOUND"
+    or "CODE_NOT_FOUND"); anything else becomes INTERNAL, and the message
+    says which code was given: the requester is answered either way."""
+
+    def __init__(self, code: int | str, message: str, retryable: bool = False) -> None:
+        self.code, note = _known_code(code)
+        self.message = f"{message} ({note})" if note else message
         self.retryable = retryable
-        super().__init__(message)
+        super().__init__(self.message)
 
 
 class RequestTimeout(PlatformError, asyncio.TimeoutError):

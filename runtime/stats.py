@@ -13,6 +13,8 @@ class EndpointStats:
         "expired",
         "retried",
         "dead_lettered",
+        "dead_letter_failed",
+        "internal_errors",
         "processing_ns",
         "last_error",
     )
@@ -24,7 +26,13 @@ class EndpointStats:
         self.invalid = 0
         self.expired = 0
         self.retried = 0
+        # Dead letters by what happened: stored, or lost (logged) because
+        # the store failed.
         self.dead_lettered = 0
+        self.dead_letter_failed = 0
+        # Failures of the runtime around a message, not of its handler: an
+        # ack, a reply or an error reply that could not be sent.
+        self.internal_errors = 0
         self.processing_ns = 0
         self.last_error = ""
 

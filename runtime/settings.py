@@ -1,0 +1,109 @@
+"""Everything a Bus can be configured with, in one checked, immutable value.
+
+    Bus(servers, settings=BusSettings(name="gateway", drain_timeout=10))
+
+A bad value fails here, when the settings are built, with the field named:
+not later, on the first message.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from runtime.contract import DEFAULT_PREFIX, Durability, check_prefix
+from runtime.errors import InvalidSubject, InvalidSettings
+
+DEFAULT_PENDING_MSGS = 65_536
+DEFAULT_PENDING_BYTES = 64 * 1024 * 1024
+_REGISTRY_KEY = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def _positive(owner: str, name: str, value: float, *, zero: bool = False) -> None:
+    # NaN compares false with everything: it would slip through `< 0`.
+    if math.isnan(value) or value < 0 or (value == 0 and not zero):
+        raise InvalidSettings(owner, name, value, "must be >= 0" if zero else "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """In-process retries of a failing handler on core NATS subjects."""
+
+    attempts: int = 3
+    initial_backoff: float = 0.05
+    multiplier: float = 2.0
+    max_backoff: float = 2.0
+
+    def __post_init__(self) -> None:
+        _positive("RetryPolicy", "attempts", self.attempts)
+        _positive("RetryPolicy", "initial_backoff", self.initial_backoff, zero=True)
+        _positive("RetryPolicy", "max_backoff", self.max_backoff, zero=True)
+        if not self.multiplier >= 1:
+            raise InvalidSettings("RetryPolicy", "multiplier", self.multiplier, "must be >= 1")
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff))
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    """The options of one Bus; see docs/runtime.md for the table."""
+
+    name: str = "aisdk"
+    prefix: str = DEFAULT_PREFIX
+    source: str | None = None
+    validate: bool = True
+    retry: RetryPolicy = RetryPolicy()
+    user_credentials: str | None = None
+    nkeys_seed: str | None = None
+    tls: ssl.SSLContext | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    connect_timeout: float = 2.0
+    reconnect_time_wait: float = 0.5
+    max_reconnect_wait: float = 10.0
+    max_reconnect_attempts: int = -1
+    outbound_buffer_bytes: int = 8 * 1024 * 1024
+    pending_msgs_limit: int = DEFAULT_PENDING_MSGS
+    pending_bytes_limit: int = DEFAULT_PENDING_BYTES
+    publish_wait: float = 5.0
+    drain_timeout: float = 30.0
+    jetstream_timeout: float = 5.0
+    mirror_headers: bool = False
+    durability_overrides: Mapping[str, Durability] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise InvalidSettings("BusSettings", "name", self.name, "must not be empty")
+        try:
+            check_prefix(self.prefix)
+        except InvalidSubject as e:
+            raise InvalidSettings("BusSettings", "prefix", self.prefix, e.reason) from None
+        for name in ("connect_timeout", "max_reconnect_wait", "outbound_buffer_bytes", "pending_msgs_limit",
+                     "pending_bytes_limit", "drain_timeout", "jetstream_timeout"):
+            _positive("BusSettings", name, getattr(self, name))
+        for name in ("reconnect_time_wait", "publish_wait"):
+            _positive("BusSettings", name, getattr(self, name), zero=True)
+        if self.max_reconnect_wait < self.reconnect_time_wait:
+            raise InvalidSettings("BusSettings", "max_reconnect_wait", self.max_reconnect_wait,
+                                  f"must be >= reconnect_time_wait ({self.reconnect_time_wait})")
+        if self.max_reconnect_attempts < -1:
+            raise InvalidSettings("BusSettings", "max_reconnect_attempts", self.max_reconnect_attempts,
+                                  "must be -1 (forever) or >= 0")
+        if not isinstance(self.retry, RetryPolicy):
+            raise InvalidSettings("BusSettings", "retry", self.retry, "must be a RetryPolicy")
+        overrides = dict(self.durability_overrides)
+        for key, durability in overrides.items():
+            if _REGISTRY_KEY.fullmatch(key) is None:
+                raise InvalidSettings("BusSettings", "durability_overrides", key,
+                                      "keys are registry keys such as 'agent.tasks'")
+            if not isinstance(durability, Durability):
+                raise InvalidSettings("BusSettings", f"durability_overrides[{key!r}]", durability,
+                                      "must be a Durability")
+        # A copy nobody can change behind the bus's back.
+        object.__setattr__(self, "durability_overrides", MappingProxyType(overrides))
