@@ -13,6 +13,7 @@ from bench.measure import Messaging, Sink
 from bench.tracing import NoopExporter
 from runtime.bus import Bus
 from runtime.contract import Context, ServiceHandler
+from runtime.settings import BusSettings
 
 
 class _Reporting:
@@ -71,7 +72,7 @@ class Ours(Messaging):
         self.llm_request = payloads.llm_request()
 
     async def _bus(self, role: str) -> Bus:
-        bus = Bus(self.url, name=f"bench-{self.name}-{role}", **self.bus_options)
+        bus = Bus(self.url, BusSettings(name=f"bench-{self.name}-{role}"), **self.bus_options)
         self.buses.append(bus)
         return await bus.connect()
 

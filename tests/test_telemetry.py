@@ -19,7 +19,7 @@ from ai.rag.v1 import rag_bus, rag_pb2
 from runtime import codec, telemetry
 from runtime.bus import Bus
 from runtime.contract import Context
-from runtime.endpoint import RetryPolicy
+from runtime.settings import BusSettings, RetryPolicy
 from runtime.errors import RemoteError
 from runtime.telemetry import Telemetry, parse_traceparent
 from runtime.telemetry.names import ATTR, METRIC, SPAN
@@ -49,7 +49,7 @@ def tel() -> Iterator[Telemetry]:
 
 @pytest.fixture
 async def tbus(nats_url: str, tel: Telemetry) -> AsyncIterator[Bus]:
-    async with Bus(nats_url, name="traced", telemetry=tel, retry=RetryPolicy(attempts=2, initial_backoff=0.001)) as b:
+    async with Bus(nats_url, BusSettings(name="traced", retry=RetryPolicy(attempts=2, initial_backoff=0.001)), telemetry=tel) as b:
         yield b
 
 
@@ -222,9 +222,9 @@ async def test_garbage_is_an_error_span_and_a_dead_letter(tbus: Bus, tel: Teleme
 
 
 async def test_invalid_payload_is_an_error_span_in_the_callers_trace(nats_url: str, tel: Telemetry) -> None:
-    async with Bus(nats_url, name="strict", telemetry=tel) as strict:
+    async with Bus(nats_url, BusSettings(name="strict"), telemetry=tel) as strict:
         await strict.serve(Gateway(tel), tenants=[TENANT])
-        async with Bus(nats_url, name="lax", validate=False, telemetry=tel) as lax:
+        async with Bus(nats_url, BusSettings(name="lax", validate=False), telemetry=tel) as lax:
             with pytest.raises(RemoteError):
                 await gateway_bus.GatewayServiceClient(lax, TENANT).requests(gateway_pb2.LlmRequest(prompt="x"))
     spans = tel.finished_spans()
@@ -313,7 +313,7 @@ async def test_metric_values_are_exact(tbus: Bus, tel: Telemetry) -> None:
 
 async def test_nothing_is_recorded_when_the_sampler_drops_but_context_propagates(nats_url: str) -> None:
     tel = make_telemetry(ratio=0.0)
-    async with Bus(nats_url, name="unsampled", telemetry=tel) as bus:
+    async with Bus(nats_url, BusSettings(name="unsampled"), telemetry=tel) as bus:
         api, rag, gateway = await serve_chain(bus, tel)
         await ask(bus)
         await ask(bus, query_id="q2")
@@ -406,7 +406,7 @@ async def test_jetstream_redelivery_is_one_trace(nats_url: str, tel: Telemetry) 
     tenant = "t" + uuid.uuid4().hex[:12]  # the work-queue stream is shared by the session
     fast = {"agent.tasks": Durability("work_queue", 3, 2000, (50, 50), 60_000, 0)}
     workers = Workers()
-    async with Bus(nats_url, durability_overrides=fast, telemetry=tel) as bus:
+    async with Bus(nats_url, BusSettings(durability_overrides=fast), telemetry=tel) as bus:
         await bus.serve(workers, tenants=[tenant])
         task = agent_pb2.AgentTask(task_id="t1", agent_id="manager", task_type="summarize")
         await agent_bus.AgentServiceClient(bus, tenant).tasks(task)

@@ -14,6 +14,7 @@ from runtime.contract import CallOptions, Context, SubjectSpec
 from runtime.endpoint import Endpoint, RetryPolicy
 from runtime.errors import PlatformError
 from runtime.hooks import BusHooks, Handler, HookChain, Send, SendOperation
+from runtime.settings import BusSettings
 from tests.support import until
 
 TENANT = "acme"
@@ -94,7 +95,7 @@ async def test_hooks_wrap_in_order_and_service_hooks_see_their_service_only(nats
 
 async def test_hooks_are_told_of_refused_input_and_dead_letters(nats_url: str) -> None:
     log: list[str] = []
-    async with Bus(nats_url, hooks=[Recorder("h", log)], retry=RetryPolicy(attempts=2, initial_backoff=0.001)) as bus:
+    async with Bus(nats_url, BusSettings(retry=RetryPolicy(attempts=2, initial_backoff=0.001)), hooks=[Recorder("h", log)]) as bus:
         await bus.serve(Status(fail=True), tenants=[TENANT])
         await bus.publish_bytes("ai.agent.status.acme", b"\xff\x00 not an envelope")
         await until(lambda: any("dead-lettered" in entry for entry in log))
