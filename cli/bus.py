@@ -63,9 +63,11 @@ def _json(message: Message) -> str:
 
 async def _connected(args: argparse.Namespace, telemetry: Any = None) -> Any:
     from runtime.bus import Bus
+    from runtime.settings import BusSettings
 
-    bus = Bus(_servers(args.nats_url), name=f"aisdk-{args.command}", max_reconnect_attempts=2,
-              reconnect_time_wait=0.2, telemetry=telemetry)
+    # A shell command fails fast on an unreachable server instead of retrying.
+    settings = BusSettings(name=f"aisdk-{args.command}", max_reconnect_attempts=2, reconnect_time_wait=0.2)
+    bus = Bus(_servers(args.nats_url), settings, telemetry=telemetry)
     return await bus.connect()
 
 

@@ -31,10 +31,11 @@ async def run(url: str) -> None:
     from components.prompt import PromptManager
     from runtime import telemetry
     from runtime.bus import Bus
+    from runtime.settings import BusSettings
     from runtime.errors import ContractViolation, RemoteError
 
     tel = telemetry.setup("demo", exporter="memory", metrics_exporter="none", sampler_ratio=1.0)
-    async with Bus(url, name="demo", telemetry=tel) as bus:
+    async with Bus(url, BusSettings(name="demo"), telemetry=tel) as bus:
         service = await bus.serve(PromptManager())
         for ep in service.endpoints:
             show("serving", f"{ep.subject}  ({ep.spec.pattern.value}, {ep.spec.request_name})")
