@@ -85,7 +85,8 @@ class MicroService:
                     "processing_time": s.processing_ns,
                     "average_processing_time": s.processing_ns // done if done else 0,
                     "data": {"invalid": s.invalid, "expired": s.expired, "retried": s.retried,
-                             "dead_lettered": s.dead_lettered},
+                             "dead_lettered": s.dead_lettered, "dead_letter_failed": s.dead_letter_failed,
+                             "internal_errors": s.internal_errors},
                 }
             )
         return {**self._base("stats"), "started": self.started, "endpoints": rows, "now": time.time()}
