@@ -1,12 +1,14 @@
 """`aisdk bench --quick` runs end to end and reports the promised shape.
 
-No figure is asserted: on a shared machine a timed assertion is noise. The
-FastStream rows and the chart need the bench extra; without it they are
-reported as unavailable, and this test checks exactly that.
+No figure is asserted: on a shared machine a timed assertion is noise.
+`aisdk bench` needs the bench extra (FastStream); without it the command
+says so, and the same quick run is made through the bench package, its
+FastStream rows reported as unavailable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import operator
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bench import report, run
 from bench.harness import Case, Sample, percentile, rotated
 from tests.support import ROOT, aisdk
 
@@ -41,6 +44,8 @@ def judged(row: dict[str, Any]) -> bool | None:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path | None]:
+    if not HAS_FASTSTREAM:
+        return report.summary(asyncio.run(run.run(run.QUICK, progress=False))), None
     chart = tmp_path_factory.mktemp("bench") / "latency.png" if HAS_MATPLOTLIB else None
     args = ["bench", "--json", "--quick"]
     if chart is not None:
@@ -99,6 +104,13 @@ def test_faststream_rows_or_why_not(quick_run: tuple[dict[str, Any], Path | None
 def test_plot_writes_a_png(quick_run: tuple[dict[str, Any], Path | None]) -> None:
     chart = quick_run[1]
     assert chart is not None and chart.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(HAS_FASTSTREAM, reason="the bench extra is installed")
+def test_without_the_extra_aisdk_bench_names_it() -> None:
+    done = aisdk(ROOT, "bench", "--json", "--quick", timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "pip install 'aisdk-contracts[bench]'" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_rounds_rotate_the_order() -> None:
