@@ -122,5 +122,5 @@ SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
     "ai.mlops.v1": "1.0",
     "ai.options.v1": "1.0",
     "ai.prompt.v1": "1.0",
-    "ai.rag.v1": "1.0",
+    "ai.rag.v1": "1.1",
 }
