@@ -117,7 +117,7 @@ SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
     "ai.agent.v1": "1.0",
     "ai.api.v1": "1.0",
     "ai.envelope.v1": "1.0",
-    "ai.gateway.v1": "1.0",
+    "ai.gateway.v1": "1.1",
     "ai.llmops.v1": "1.0",
     "ai.mlops.v1": "1.0",
     "ai.options.v1": "1.0",

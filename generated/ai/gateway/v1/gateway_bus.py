@@ -24,10 +24,11 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
-_ENUM0: Final = frozenset({0, 1, 2, 3, 4})
-_ENUM1: Final = frozenset({0, 1, 2, 3})
+_ENUM0: Final = frozenset({0, 1, 2})
+_ENUM1: Final = frozenset({0, 1, 2, 3, 4})
+_ENUM2: Final = frozenset({0, 1, 2, 3})
 
 
 def validate_llm_parameters(m: gateway_pb2.LlmParameters, prefix: str = '') -> list[Violation]:
@@ -50,6 +51,8 @@ def validate_llm_parameters(m: gateway_pb2.LlmParameters, prefix: str = '') -> l
             out.append(Violation(prefix + "top_p", "lte", f"{m.top_p} is above 1"))
     if len(m.stop) > 16:
         out.append(Violation(prefix + "stop", "max_items", f"has {len(m.stop)} items, more than 16"))
+    if m.response_format not in _ENUM0:
+        out.append(Violation(prefix + "response_format", "defined_only", f"{m.response_format} is not a defined value"))
     return out
 
 
@@ -58,7 +61,7 @@ def validate_chat_message(m: gateway_pb2.ChatMessage, prefix: str = '') -> list[
     out: list[Violation] = []
     if not m.role:
         out.append(Violation(prefix + "role", "required", "must be set"))
-    if m.role not in _ENUM0:
+    if m.role not in _ENUM1:
         out.append(Violation(prefix + "role", "defined_only", f"{m.role} is not a defined value"))
     v = m.content
     if v:
@@ -107,8 +110,12 @@ def validate_llm_response(m: gateway_pb2.LlmResponse, prefix: str = '') -> list[
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
-    if m.finish_reason not in _ENUM0:
+    if m.finish_reason not in _ENUM1:
         out.append(Violation(prefix + "finish_reason", "defined_only", f"{m.finish_reason} is not a defined value"))
+    v = m.provider
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -120,8 +127,18 @@ def validate_llm_chunk(m: gateway_pb2.LlmChunk, prefix: str = '') -> list[Violat
         out.append(Violation(prefix + "request_id", "required", "must be set"))
     elif len(v) > 128:
         out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
-    if m.finish_reason not in _ENUM0:
+    if m.finish_reason not in _ENUM1:
         out.append(Violation(prefix + "finish_reason", "defined_only", f"{m.finish_reason} is not a defined value"))
+    if m.cost < 0:
+        out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
+    v = m.model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.provider
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -161,6 +178,10 @@ def validate_embedding_result(m: gateway_pb2.EmbeddingResult, prefix: str = '') 
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
     if m.cost < 0:
         out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
+    v = m.provider
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -173,7 +194,7 @@ def validate_rate_limit_event(m: gateway_pb2.RateLimitEvent, prefix: str = '') -
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
     if not m.scope:
         out.append(Violation(prefix + "scope", "required", "must be set"))
-    if m.scope not in _ENUM1:
+    if m.scope not in _ENUM2:
         out.append(Violation(prefix + "scope", "defined_only", f"{m.scope} is not a defined value"))
     return out
 
@@ -204,7 +225,7 @@ def validate_provider_health(m: gateway_pb2.ProviderHealth, prefix: str = '') ->
         out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
     if not m.state:
         out.append(Violation(prefix + "state", "required", "must be set"))
-    if m.state not in _ENUM1:
+    if m.state not in _ENUM2:
         out.append(Violation(prefix + "state", "defined_only", f"{m.state} is not a defined value"))
     if m.error_rate < 0:
         out.append(Violation(prefix + "error_rate", "gte", f"{m.error_rate} is below 0"))

@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from grpclib.metadata import Deadline
 
 
+class ResponseFormat(betterproto.Enum):
+    UNSPECIFIED = 0
+    TEXT = 1
+    JSON = 2
+
+
 class Role(betterproto.Enum):
     UNSPECIFIED = 0
     SYSTEM = 1
@@ -67,6 +73,8 @@ class LlmParameters(betterproto.Message):
     max_tokens: Optional[int] = betterproto.uint32_field(2, optional=True)
     top_p: Optional[float] = betterproto.double_field(3, optional=True)
     stop: List[str] = betterproto.string_field(4)
+    response_format: "ResponseFormat" = betterproto.enum_field(5)
+    """JSON: the answer must parse as JSON, or the reply is an error."""
 
 
 @dataclass(eq=False, repr=False)
@@ -114,6 +122,8 @@ class LlmResponse(betterproto.Message):
     finish_reason: "FinishReason" = betterproto.enum_field(6)
     cached: bool = betterproto.bool_field(7)
     duration: timedelta = betterproto.message_field(8)
+    provider: str = betterproto.string_field(9)
+    """The provider that answered (e.g. "openai", "local")."""
 
 
 @dataclass(eq=False, repr=False)
@@ -129,6 +139,15 @@ class LlmChunk(betterproto.Message):
     """Set on the last chunk only."""
 
     finish_reason: "FinishReason" = betterproto.enum_field(5)
+    cost: float = betterproto.double_field(6)
+    """Set on the last chunk only: US dollars."""
+
+    model: str = betterproto.string_field(7)
+    """Set on the last chunk only."""
+
+    provider: str = betterproto.string_field(8)
+    cached: bool = betterproto.bool_field(9)
+    duration: timedelta = betterproto.message_field(10)
 
 
 @dataclass(eq=False, repr=False)
@@ -157,6 +176,10 @@ class EmbeddingResult(betterproto.Message):
     text_ids: List[str] = betterproto.string_field(4)
     tokens: "TokenUsage" = betterproto.message_field(5)
     cost: float = betterproto.double_field(6)
+    provider: str = betterproto.string_field(7)
+    duration: timedelta = betterproto.message_field(8)
+    cached: int = betterproto.uint32_field(9)
+    """How many of the texts the cache answered."""
 
 
 @dataclass(eq=False, repr=False)
