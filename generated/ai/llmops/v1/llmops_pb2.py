@@ -29,14 +29,14 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61i/llmops/v1/llmops.proto\x12\x0c\x61i.llmops.v1\x1a\x1b\x61i/gateway/v1/gateway.proto\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x03\n\x0cLlmOperation\x12,\n\x0coperation_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x0boperationId\x12L\n\x0eoperation_type\x18\x02 \x01(\x0e\x32\x1b.ai.llmops.v1.OperationTypeB\x08\x92\xb5\x18\x04\x08\x01H\x01R\roperationType\x12\x1d\n\x05model\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12\x31\n\x06tokens\x18\x04 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x05 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12,\n\nlatency_ms\x18\x06 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\tlatencyMs\x12?\n\x06status\x18\x07 \x01(\x0e\x32\x1d.ai.llmops.v1.OperationStatusB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x06status\x12&\n\nrequest_id\x18\x08 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\trequestId\"\xcd\x01\n\x12UsageReportRequest\x12&\n\treport_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08reportId\x12\x38\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\x92\xb5\x18\x02\x08\x01R\x05start\x12\x34\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\x92\xb5\x18\x02\x08\x01R\x03\x65nd\x12\x1f\n\x06models\x18\x04 \x03(\tB\x07\x92\xb5\x18\x03@\x80\x02R\x06models\"\xc0\x01\n\nModelUsage\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x1e\n\noperations\x18\x02 \x01(\x04R\noperations\x12#\n\rprompt_tokens\x18\x03 \x01(\x04R\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x04 \x01(\x04R\x10\x63ompletionTokens\x12\x12\n\x04\x63ost\x18\x05 \x01(\x01R\x04\x63ost\x12\x16\n\x06\x65rrors\x18\x06 \x01(\x04R\x06\x65rrors\"\xa2\x02\n\x0bUsageReport\x12&\n\treport_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08reportId\x12\x30\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x05start\x12,\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x03\x65nd\x12\x30\n\x06models\x18\x04 \x03(\x0b\x32\x18.ai.llmops.v1.ModelUsageR\x06models\x12\x1d\n\ntotal_cost\x18\x05 \x01(\x01R\ttotalCost\x12:\n\x0blatency_p95\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\nlatencyP95*\xc2\x01\n\rOperationType\x12\x1e\n\x1aOPERATION_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19OPERATION_TYPE_COMPLETION\x10\x01\x12\x17\n\x13OPERATION_TYPE_CHAT\x10\x02\x12\x1c\n\x18OPERATION_TYPE_EMBEDDING\x10\x03\x12\x1c\n\x18OPERATION_TYPE_RAG_QUERY\x10\x04\x12\x1d\n\x19OPERATION_TYPE_AGENT_TASK\x10\x05*\xad\x01\n\x0fOperationStatus\x12 \n\x1cOPERATION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18OPERATION_STATUS_SUCCESS\x10\x01\x12\x1a\n\x16OPERATION_STATUS_ERROR\x10\x02\x12\x1b\n\x17OPERATION_STATUS_CACHED\x10\x03\x12!\n\x1dOPERATION_STATUS_RATE_LIMITED\x10\x04\x32\xd2\x02\n\rLlmopsService\x12}\n\nOperations\x12\x1a.ai.llmops.v1.LlmOperation\x1a\x16.google.protobuf.Empty\";\x8a\xb5\x18\x37\n\noperations\x10\x02\x1a\x0ellmops.loggers*\x17\x08\x01\x10\x03\x18\n \xb0\xea\x01*\x07\xe8\x07\x88\'\xb0\xea\x01\x30\xc0\xcf$\x12S\n\nCostAlerts\x12\x18.ai.gateway.v1.CostAlert\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\x0b\x63ost-alerts\x10\x01\x12m\n\x07Reports\x12 .ai.llmops.v1.UsageReportRequest\x1a\x19.ai.llmops.v1.UsageReport\"%\x8a\xb5\x18!\n\x07reports\x10\x03\x1a\x10llmops.reporters \xb0\xea\x01\x42\x04\x9a\xb5\x18\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61i/llmops/v1/llmops.proto\x12\x0c\x61i.llmops.v1\x1a\x1b\x61i/gateway/v1/gateway.proto\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x03\n\x0cLlmOperation\x12,\n\x0coperation_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x0boperationId\x12L\n\x0eoperation_type\x18\x02 \x01(\x0e\x32\x1b.ai.llmops.v1.OperationTypeB\x08\x92\xb5\x18\x04\x08\x01H\x01R\roperationType\x12\x1d\n\x05model\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12\x31\n\x06tokens\x18\x04 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x05 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12,\n\nlatency_ms\x18\x06 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\tlatencyMs\x12?\n\x06status\x18\x07 \x01(\x0e\x32\x1d.ai.llmops.v1.OperationStatusB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x06status\x12&\n\nrequest_id\x18\x08 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\trequestId\x12;\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\noccurredAt\"\xcd\x01\n\x12UsageReportRequest\x12&\n\treport_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08reportId\x12\x38\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\x92\xb5\x18\x02\x08\x01R\x05start\x12\x34\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\x92\xb5\x18\x02\x08\x01R\x03\x65nd\x12\x1f\n\x06models\x18\x04 \x03(\tB\x07\x92\xb5\x18\x03@\x80\x02R\x06models\"\xb8\x03\n\nModelUsage\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x1e\n\noperations\x18\x02 \x01(\x04R\noperations\x12#\n\rprompt_tokens\x18\x03 \x01(\x04R\x0cpromptTokens\x12+\n\x11\x63ompletion_tokens\x18\x04 \x01(\x04R\x10\x63ompletionTokens\x12\x12\n\x04\x63ost\x18\x05 \x01(\x01R\x04\x63ost\x12\x16\n\x06\x65rrors\x18\x06 \x01(\x04R\x06\x65rrors\x12!\n\x0ctotal_tokens\x18\x07 \x01(\x04R\x0btotalTokens\x12:\n\x0blatency_p50\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\nlatencyP50\x12:\n\x0blatency_p95\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationR\nlatencyP95\x12\x1d\n\ncache_hits\x18\n \x01(\x04R\tcacheHits\x12<\n\x0e\x63\x61\x63he_hit_rate\x18\x0b \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?R\x0c\x63\x61\x63heHitRate\"\xea\x03\n\x0bUsageReport\x12&\n\treport_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08reportId\x12\x30\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x05start\x12,\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x03\x65nd\x12\x30\n\x06models\x18\x04 \x03(\x0b\x32\x18.ai.llmops.v1.ModelUsageR\x06models\x12\x1d\n\ntotal_cost\x18\x05 \x01(\x01R\ttotalCost\x12:\n\x0blatency_p95\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\nlatencyP95\x12)\n\x10total_operations\x18\x07 \x01(\x04R\x0ftotalOperations\x12!\n\x0ctotal_tokens\x18\x08 \x01(\x04R\x0btotalTokens\x12:\n\x0blatency_p50\x18\t \x01(\x0b\x32\x19.google.protobuf.DurationR\nlatencyP50\x12<\n\x0e\x63\x61\x63he_hit_rate\x18\n \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?R\x0c\x63\x61\x63heHitRate*\xc2\x01\n\rOperationType\x12\x1e\n\x1aOPERATION_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19OPERATION_TYPE_COMPLETION\x10\x01\x12\x17\n\x13OPERATION_TYPE_CHAT\x10\x02\x12\x1c\n\x18OPERATION_TYPE_EMBEDDING\x10\x03\x12\x1c\n\x18OPERATION_TYPE_RAG_QUERY\x10\x04\x12\x1d\n\x19OPERATION_TYPE_AGENT_TASK\x10\x05*\xad\x01\n\x0fOperationStatus\x12 \n\x1cOPERATION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18OPERATION_STATUS_SUCCESS\x10\x01\x12\x1a\n\x16OPERATION_STATUS_ERROR\x10\x02\x12\x1b\n\x17OPERATION_STATUS_CACHED\x10\x03\x12!\n\x1dOPERATION_STATUS_RATE_LIMITED\x10\x04\x32\xd2\x02\n\rLlmopsService\x12}\n\nOperations\x12\x1a.ai.llmops.v1.LlmOperation\x1a\x16.google.protobuf.Empty\";\x8a\xb5\x18\x37\n\noperations\x10\x02\x1a\x0ellmops.loggers*\x17\x08\x01\x10\x03\x18\n \xb0\xea\x01*\x07\xe8\x07\x88\'\xb0\xea\x01\x30\xc0\xcf$\x12S\n\nCostAlerts\x12\x18.ai.gateway.v1.CostAlert\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\x0b\x63ost-alerts\x10\x01\x12m\n\x07Reports\x12 .ai.llmops.v1.UsageReportRequest\x1a\x19.ai.llmops.v1.UsageReport\"%\x8a\xb5\x18!\n\x07reports\x10\x03\x1a\x10llmops.reporters \xb0\xea\x01\x42\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai.llmops.v1.llmops_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\000'
+  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\002\010\001'
   _globals['_LLMOPERATION'].fields_by_name['operation_id']._loaded_options = None
   _globals['_LLMOPERATION'].fields_by_name['operation_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_LLMOPERATION'].fields_by_name['operation_type']._loaded_options = None
@@ -59,26 +59,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGEREPORTREQUEST'].fields_by_name['end']._serialized_options = b'\222\265\030\002\010\001'
   _globals['_USAGEREPORTREQUEST'].fields_by_name['models']._loaded_options = None
   _globals['_USAGEREPORTREQUEST'].fields_by_name['models']._serialized_options = b'\222\265\030\003@\200\002'
+  _globals['_MODELUSAGE'].fields_by_name['cache_hit_rate']._loaded_options = None
+  _globals['_MODELUSAGE'].fields_by_name['cache_hit_rate']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\000\0001\000\000\000\000\000\000\360?'
   _globals['_USAGEREPORT'].fields_by_name['report_id']._loaded_options = None
   _globals['_USAGEREPORT'].fields_by_name['report_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_USAGEREPORT'].fields_by_name['cache_hit_rate']._loaded_options = None
+  _globals['_USAGEREPORT'].fields_by_name['cache_hit_rate']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\000\0001\000\000\000\000\000\000\360?'
   _globals['_LLMOPSSERVICE'].methods_by_name['Operations']._loaded_options = None
   _globals['_LLMOPSSERVICE'].methods_by_name['Operations']._serialized_options = b'\212\265\0307\n\noperations\020\002\032\016llmops.loggers*\027\010\001\020\003\030\n \260\352\001*\007\350\007\210\'\260\352\0010\300\317$'
   _globals['_LLMOPSSERVICE'].methods_by_name['CostAlerts']._loaded_options = None
   _globals['_LLMOPSSERVICE'].methods_by_name['CostAlerts']._serialized_options = b'\212\265\030\017\n\013cost-alerts\020\001'
   _globals['_LLMOPSSERVICE'].methods_by_name['Reports']._loaded_options = None
   _globals['_LLMOPSSERVICE'].methods_by_name['Reports']._serialized_options = b'\212\265\030!\n\007reports\020\003\032\020llmops.reporters \260\352\001'
-  _globals['_OPERATIONTYPE']._serialized_start=1301
-  _globals['_OPERATIONTYPE']._serialized_end=1495
-  _globals['_OPERATIONSTATUS']._serialized_start=1498
-  _globals['_OPERATIONSTATUS']._serialized_end=1671
+  _globals['_OPERATIONTYPE']._serialized_start=1810
+  _globals['_OPERATIONTYPE']._serialized_end=2004
+  _globals['_OPERATIONSTATUS']._serialized_start=2007
+  _globals['_OPERATIONSTATUS']._serialized_end=2180
   _globals['_LLMOPERATION']._serialized_start=196
-  _globals['_LLMOPERATION']._serialized_end=602
-  _globals['_USAGEREPORTREQUEST']._serialized_start=605
-  _globals['_USAGEREPORTREQUEST']._serialized_end=810
-  _globals['_MODELUSAGE']._serialized_start=813
-  _globals['_MODELUSAGE']._serialized_end=1005
-  _globals['_USAGEREPORT']._serialized_start=1008
-  _globals['_USAGEREPORT']._serialized_end=1298
-  _globals['_LLMOPSSERVICE']._serialized_start=1674
-  _globals['_LLMOPSSERVICE']._serialized_end=2012
+  _globals['_LLMOPERATION']._serialized_end=663
+  _globals['_USAGEREPORTREQUEST']._serialized_start=666
+  _globals['_USAGEREPORTREQUEST']._serialized_end=871
+  _globals['_MODELUSAGE']._serialized_start=874
+  _globals['_MODELUSAGE']._serialized_end=1314
+  _globals['_USAGEREPORT']._serialized_start=1317
+  _globals['_USAGEREPORT']._serialized_end=1807
+  _globals['_LLMOPSSERVICE']._serialized_start=2183
+  _globals['_LLMOPSSERVICE']._serialized_end=2521
 # @@protoc_insertion_point(module_scope)
