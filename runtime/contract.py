@@ -168,6 +168,11 @@ class Context(Protocol):
     @property
     def correlation_id(self) -> str: ...
 
+    @property
+    def attempt(self) -> int:
+        """Which delivery of the message this is, from 1."""
+        ...
+
     def time_left(self) -> float | None:
         """Seconds until the message's deadline, or None if it has none."""
         ...
