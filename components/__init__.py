@@ -13,8 +13,15 @@ def _prompt() -> ServiceHandler:
     return PromptManager()
 
 
+def _llmops() -> ServiceHandler:
+    from components.llmops import LlmOps
+
+    return LlmOps()
+
+
 # Factories, so that serving one component never imports another's
 # dependencies (litellm is large and slow to import).
 COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
     "prompt": _prompt,
+    "llmops": _llmops,
 }

