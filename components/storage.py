@@ -18,6 +18,9 @@ import asyncio
 import hashlib
 import os
 import re
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +107,20 @@ async def create_database(admin_uri: str, name: str) -> None:
             await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except (errors.DuplicateDatabase, errors.UniqueViolation):
             pass
+
+
+@asynccontextmanager
+async def temporary_database(admin_uri: str | None = None) -> AsyncIterator[str]:
+    """A fresh, empty database for a test, dropped afterwards; its URL.
+    On the embedded server unless `admin_uri` names another."""
+    admin = admin_uri or await embedded_server()
+    name = f"scratch_{secrets.token_hex(6)}"
+    await create_database(admin, name)
+    try:
+        yield with_database(admin, name)
+    finally:
+        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
+            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 async def database_url() -> str:
