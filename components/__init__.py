@@ -19,9 +19,16 @@ def _llmops() -> ServiceHandler:
     return LlmOps()
 
 
+def _rag() -> ServiceHandler:
+    from components.rag.worker import RagWorker
+
+    return RagWorker()
+
+
 # Factories, so that serving one component never imports another's
 # dependencies (litellm is large and slow to import).
 COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
     "prompt": _prompt,
     "llmops": _llmops,
+    "rag": _rag,
 }
