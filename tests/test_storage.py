@@ -4,9 +4,11 @@ once, idempotent on restart, safe when two workers start together."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from components import storage
@@ -68,7 +70,7 @@ async def test_migrations_apply_once_and_survive_a_restart(url: str, root: Path)
 
     # A new migration later: only it runs.
     (root / "demo" / "003_index.sql").write_text("CREATE INDEX notes_body ON notes (body); INSERT INTO applied VALUES ('003');")
-    async with await storage.psycopg.AsyncConnection.connect(url) as conn:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
         assert await storage.migrate(conn, "demo", root) == [3]
         assert await storage.migrate(conn, "demo", root) == []
 
@@ -89,7 +91,7 @@ async def test_pgvector_types_are_registered(url: str, root: Path) -> None:
         async with pool.connection() as conn:
             await conn.execute("INSERT INTO notes VALUES (1, 'v', %s)", ([0.5, 1.0, 2.0],))
             (vec,) = await (await conn.execute("SELECT embedding FROM notes")).fetchone() or (None,)
-        assert [float(x) for x in vec] == [0.5, 1.0, 2.0]  # type: ignore[union-attr]
+        assert [float(x) for x in vec] == [0.5, 1.0, 2.0]
     finally:
         await pool.close()
 
@@ -118,5 +120,5 @@ def test_pgdata_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert storage.default_pgdata() == tmp_path / "pg"
     monkeypatch.delenv(storage.PGDATA_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    expected = Path("/var/lib/aisdk/pgdata") if storage.os.geteuid() == 0 else tmp_path / "aisdk" / "pgdata"
+    expected = Path("/var/lib/aisdk/pgdata") if os.geteuid() == 0 else tmp_path / "aisdk" / "pgdata"
     assert storage.default_pgdata() == expected
