@@ -19,6 +19,12 @@ def _llmops() -> ServiceHandler:
     return LlmOps()
 
 
+def _gateway() -> ServiceHandler:
+    from components.gateway.service import Gateway
+
+    return Gateway()
+
+
 def _rag() -> ServiceHandler:
     from components.rag.worker import RagWorker
 
@@ -30,5 +36,6 @@ def _rag() -> ServiceHandler:
 COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
     "prompt": _prompt,
     "llmops": _llmops,
+    "gateway": _gateway,
     "rag": _rag,
 }
