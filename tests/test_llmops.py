@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from google.protobuf import timestamp_pb2
 
+from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from ai.llmops.v1 import llmops_bus, llmops_pb2
 from components import storage
@@ -270,3 +271,18 @@ async def test_concurrent_spend_is_seen_by_the_budget_check(url: str) -> None:
         assert [c.threshold for c in crossings] == [0.5] and crossings[0].spend == pytest.approx(0.6)
     finally:
         await pool.close()
+
+
+async def test_garbage_is_refused_and_the_worker_stays_up(buses: list[Bus], url: str) -> None:
+    worker = Recording(Budgets({"*": Budget(1.0)}), url)
+    await buses[0].serve(worker, tenants=["junk"])
+    nc = buses[2].nc  # a plain nats-py client, no envelope
+    await nc.jetstream().publish(llmops_bus.llmops_operations_subject("junk"), b"\x00garbage")
+    reply = await nc.request(llmops_bus.llmops_reports_subject("junk"), b"not an envelope", timeout=10)
+    assert envelope_pb2.Envelope.FromString(reply.data).type == "ai.envelope.v1.Error"
+    await until(lambda: buses[0].dead_letters == 1)
+
+    client = llmops_bus.LlmopsServiceClient(buses[2], "junk")
+    await client.operations(op("after"))
+    await until(lambda: worker.handled == ["after"])
+    assert (await client.reports(report_request())).total_operations == 1
