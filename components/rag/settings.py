@@ -8,13 +8,11 @@ from dataclasses import dataclass, fields
 
 from components.rag.chunking import ChunkSizes
 
-ANSWER_TEMPLATE = (
-    "Answer the question from the context only. If the context does not answer it, "
-    "say that you do not know.\n\n"
-    "Context:\n{context}\n\n"
-    "Question: {question}\n"
-    "Answer:"
-)
+# The seeds' prompt. Instructions ("answer from the context only") are left
+# out on purpose: the offline provider answers with the prompt's own sentences
+# and would quote them. With a hosted model, set AISDK_RAG_TEMPLATE to a
+# template with instructions ({context} and {question} are filled in).
+ANSWER_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
 
 
 @dataclass(frozen=True, slots=True)
