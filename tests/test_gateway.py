@@ -16,6 +16,7 @@ from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from ai.llmops.v1 import llmops_bus, llmops_pb2
 from components.gateway import models
+from components.gateway.breaker import BreakerConfig
 from components.gateway.cache import CacheConfig
 from components.gateway.config import GatewayConfig
 from components.gateway.service import Gateway
@@ -142,6 +143,60 @@ async def test_fallback_to_the_next_deployment_when_the_first_fails(nats_url: st
             await gateway_bus.GatewayServiceClient(bus, tenant).requests(
                 gateway_pb2.LlmRequest(request_id="f2", model="no-such-model", prompt="hi"))
         assert e.value.code == Code.CODE_NOT_FOUND
+
+
+async def test_an_open_circuit_skips_the_failing_deployment_and_reports_it(nats_url: str, tenant: str) -> None:
+    chain = models.parse({
+        "model_list": [{"model_name": "chat", "litellm_params": {
+            "model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9/v1", "api_key": "none"}}],
+        "fallbacks": {"chat": ["local/extractive"]},
+    })
+    events: list[gateway_pb2.ProviderHealth] = []
+    opened = asyncio.Event()
+
+    async def on_health(observed: object) -> None:
+        event = observed.payload  # type: ignore[attr-defined]
+        events.append(event)
+        if event.state == gateway_pb2.HEALTH_STATE_UNHEALTHY:
+            opened.set()
+
+    gateway = Gateway(config(models=chain, breakers=True, health_tenant=tenant, health_interval_s=0,
+                             breaker=BreakerConfig(failure_threshold=2, reset_timeout_s=3600)))
+    async with Bus(nats_url, name="gateway-breaker") as bus:
+        await bus.subscribe(gateway_bus.GATEWAY_HEALTH, on_health, tenant_id=tenant)
+        await bus.serve(gateway)
+        client = gateway_bus.GatewayServiceClient(bus, tenant)
+        for i in range(3):
+            # Different prompts: a cached answer would not reach a deployment.
+            prompt = f"{DOC} Question {i}: {QUESTION}"
+            r = await client.requests(gateway_pb2.LlmRequest(request_id=f"b{i}", model="chat", prompt=prompt))
+            assert r.provider == "local"
+        await asyncio.wait_for(opened.wait(), 5)
+    assert gateway._health is not None
+    breaker = gateway._health.tracker.breaker("chat#0")
+    assert str(breaker.state) == "open" and breaker.failures == 2  # the third call never reached it
+    assert events[-1].provider == "chat#0" and events[-1].error_rate == 1.0
+
+
+async def test_spans_nest_in_the_callers_trace(nats_url: str, tenant: str) -> None:
+    from runtime import telemetry
+
+    tel = telemetry.setup("gateway-test", exporter="memory", metrics_exporter="memory")
+    async with Bus(nats_url, name="traced", telemetry=tel) as bus:
+        await bus.serve(Gateway(config()))
+        await gateway_bus.GatewayServiceClient(bus, tenant).requests(ask("t1"))
+        await asyncio.sleep(0.1)
+    assert tel.span_exporter is not None
+    spans = {s.name: s for s in tel.span_exporter.get_finished_spans()}
+    generate = spans["gateway.generate"]
+    assert generate.attributes is not None and generate.attributes["gateway.model"] == "local/extractive"
+    for child in ("gateway.cache.check", "gateway.provider.call", "gateway.validate"):
+        assert spans[child].parent is not None and spans[child].parent.span_id == generate.context.span_id
+    assert generate.parent is not None
+    consumer = next(s for s in spans.values() if s.context.span_id == generate.parent.span_id)
+    assert consumer.context.trace_id == generate.context.trace_id
+    producer_traces = {s.context.trace_id for s in tel.span_exporter.get_finished_spans() if s.kind.name == "PRODUCER"}
+    assert generate.context.trace_id in producer_traces
 
 
 async def test_stream_sends_word_deltas_and_usage_last(worker: Gateway, bus: Bus, tenant: str) -> None:

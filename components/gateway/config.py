@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from components.gateway import models, providers, validation
+from components.gateway.breaker import BreakerConfig
 from components.gateway.cache import CacheConfig
 from runtime import check_tenant  # type: ignore[attr-defined]  # the facade's lazy exports are invisible to mypy
 
@@ -41,6 +42,7 @@ class GatewayConfig:
     rate_limits: bool = True
     # A circuit breaker per deployment, and gateway.health events.
     breakers: bool = True
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
     # gateway.health events: every state change, and this often.
     health_interval_s: float = 30.0
     # Provider health is not a tenant's: it goes out under this tenant id.
@@ -55,6 +57,7 @@ class GatewayConfig:
             cache=CacheConfig.from_env(env) if _switch(env, "AISDK_GATEWAY_CACHE") else None,
             rate_limits=_switch(env, "AISDK_GATEWAY_RATE_LIMITS"),
             breakers=_switch(env, "AISDK_GATEWAY_BREAKERS"),
+            breaker=BreakerConfig.from_env(env),
             health_interval_s=_number(env, "AISDK_GATEWAY_HEALTH_INTERVAL_S", 30.0),
             health_tenant=check_tenant(env.get("AISDK_GATEWAY_HEALTH_TENANT", "").strip() or "system"),
         )

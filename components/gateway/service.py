@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -21,7 +21,8 @@ from components.gateway import convert
 from components.gateway.config import GatewayConfig
 from components.gateway.instruments import Instruments
 from components.gateway.operations import Operation, OperationLog, Status as OpStatus, Type as OpType
-from components.gateway.providers import NO_GUARD, Completion, Outcome, Providers, litellm
+from components.gateway.health import DeploymentHealth
+from components.gateway.providers import NO_GUARD, Completion, Providers, litellm
 from components.gateway.ratelimit import Limits, RateLimiter
 from components.gateway.validation import validate
 from runtime import Context, HandlerError  # type: ignore[attr-defined]  # the facade's lazy exports are invisible to mypy
@@ -33,14 +34,6 @@ log = logging.getLogger("aisdk.gateway")
 Code = envelope_pb2.Error
 
 
-class Health(Protocol):
-    outcome: Outcome
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 class Gateway(gateway_bus.GatewayServiceHandler):
     """One gateway worker. Run several: the cache, the rate limits and the
     operation log live in JetStream, so they behave as one service."""
@@ -50,7 +43,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         self._bus: Bus | None = None
         self._cache: response_cache.ResponseCache | None = None
         self._limiter: RateLimiter | None = None
-        self._health: Health | None = None
+        self._health: DeploymentHealth | None = None
         self._clients: dict[str, gateway_bus.GatewayServiceClient] = {}
         self.validation_failures = 0
 
@@ -63,11 +56,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         self.ops = OperationLog(bus)
         outcome = NO_GUARD
         if config.breakers:
-            from components.gateway.health import DeploymentHealth
-
             self._health = DeploymentHealth(
                 [d.id for d in config.models.deployments], self._client(config.health_tenant).health,
-                interval_s=config.health_interval_s,
+                interval_s=config.health_interval_s, config=config.breaker,
             )
             outcome = self._health.outcome
         self.providers = Providers(config.models, retries=config.retries, outcome=outcome)
