@@ -31,7 +31,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
     ({"AISDK_LLMOPS_BUDGETS": "acme=lots"}, "is not a number"),
     ({"AISDK_LLMOPS_BUDGETS": "acme=0"}, "above 0"),
     ({"AISDK_LLMOPS_BUDGETS": "acme=1/year"}, "unknown budget period 'year'"),
-    ({"AISDK_LLMOPS_BUDGETS": "acme=1", "AISDK_LLMOPS_ALERT_THRESHOLDS": "half"}, "numbers separated by commas"),
+    ({"AISDK_LLMOPS_BUDGETS": "acme=1", "AISDK_LLMOPS_ALERT_THRESHOLDS": "half"}, "thresholds must be numbers"),
     ({"AISDK_LLMOPS_BUDGETS": "acme=1", "AISDK_LLMOPS_ALERT_THRESHOLDS": "0,1"}, "fractions above 0"),
     ({"AISDK_LLMOPS_CONFIG": "/nonexistent/llmops.toml"}, "AISDK_LLMOPS_CONFIG"),
 ])
@@ -43,7 +43,8 @@ def test_bad_configuration_is_named(env: dict[str, str], message: str) -> None:
 @pytest.mark.parametrize("toml, message", [
     ("[budgets.acme]\nperiod = 'day'\n", "at least `limit`"),
     ("[budgets.acme]\nlimit = 1\nlimits = 2\n", "unknown keys limits"),
-    ("[budgets.acme]\nlimit = 'x'\n", "budgets.acme"),
+    ("[budgets.acme]\nlimit = 'x'\n", "budgets.acme: limit must be a number"),
+    ("[budgets.acme]\nlimit = 1\nthresholds = ['x']\n", "budgets.acme: thresholds must be numbers"),
     ("[budgets\n", "AISDK_LLMOPS_CONFIG"),
 ])
 def test_bad_files_are_named(tmp_path: Path, toml: str, message: str) -> None:

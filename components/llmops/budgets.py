@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,11 +78,20 @@ class Budgets:
         return self.by_tenant.get(tenant) or self.by_tenant.get(ANY_TENANT)
 
 
-def _thresholds(text: str, where: str) -> tuple[float, ...]:
+@contextmanager
+def _entry(where: str) -> Iterator[None]:
+    """Name the configuration entry an error comes from."""
     try:
-        return tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise BudgetConfigError(f"{where}: thresholds must be numbers separated by commas, not {text!r}") from None
+        yield
+    except BudgetConfigError as e:
+        raise BudgetConfigError(f"{where}: {e}") from None
+
+
+def _thresholds(values: Iterable[Any]) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in values)
+    except (TypeError, ValueError):
+        raise BudgetConfigError(f"thresholds must be numbers, not {values!r}") from None
 
 
 def _from_env_entry(entry: str, thresholds: tuple[float, ...]) -> tuple[str, Budget]:
@@ -93,10 +103,8 @@ def _from_env_entry(entry: str, thresholds: tuple[float, ...]) -> tuple[str, Bud
         amount = float(limit)
     except ValueError:
         raise BudgetConfigError(f"{BUDGETS_ENV}: the limit of {entry!r} is not a number") from None
-    try:
+    with _entry(f"{BUDGETS_ENV}: {entry!r}"):
         return tenant.strip(), Budget(amount, period.strip() or "month", thresholds)
-    except BudgetConfigError as e:
-        raise BudgetConfigError(f"{BUDGETS_ENV}: {entry!r}: {e}") from None
 
 
 def _from_table(tenant: str, table: Any, thresholds: tuple[float, ...]) -> Budget:
@@ -106,16 +114,19 @@ def _from_table(tenant: str, table: Any, thresholds: tuple[float, ...]) -> Budge
     if unknown:
         raise BudgetConfigError(f"budgets.{tenant}: unknown keys {', '.join(sorted(unknown))}")
     try:
-        return Budget(float(table["limit"]), str(table.get("period", "month")),
-                      tuple(float(t) for t in table.get("thresholds", thresholds)))
-    except (TypeError, ValueError) as e:
-        raise BudgetConfigError(f"budgets.{tenant}: {e}") from None
+        limit = float(table["limit"])
+    except (TypeError, ValueError):
+        raise BudgetConfigError(f"budgets.{tenant}: limit must be a number, not {table['limit']!r}") from None
+    with _entry(f"budgets.{tenant}"):
+        return Budget(limit, str(table.get("period", "month")), _thresholds(table.get("thresholds", thresholds)))
 
 
 def load_budgets(env: Mapping[str, str] | None = None) -> Budgets:
     """Budgets from AISDK_LLMOPS_CONFIG and AISDK_LLMOPS_BUDGETS (none: no alerts)."""
     env = os.environ if env is None else env
-    thresholds = _thresholds(env[THRESHOLDS_ENV], THRESHOLDS_ENV) if env.get(THRESHOLDS_ENV) else DEFAULT_THRESHOLDS
+    listed = [t for t in env.get(THRESHOLDS_ENV, "").split(",") if t.strip()]
+    with _entry(THRESHOLDS_ENV):
+        thresholds = _thresholds(listed) if listed else DEFAULT_THRESHOLDS
     budgets: dict[str, Budget] = {}
     path = env.get(CONFIG_ENV)
     if path:
@@ -124,7 +135,8 @@ def load_budgets(env: Mapping[str, str] | None = None) -> Budgets:
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise BudgetConfigError(f"{CONFIG_ENV}={path}: {e}") from None
         if "thresholds" in doc and not env.get(THRESHOLDS_ENV):
-            thresholds = _thresholds(",".join(str(t) for t in doc["thresholds"]), f"{path}: thresholds")
+            with _entry(path):
+                thresholds = _thresholds(doc["thresholds"])
         for tenant, table in dict(doc.get("budgets", {})).items():
             budgets[tenant] = _from_table(tenant, table, thresholds)
     for entry in env.get(BUDGETS_ENV, "").split(","):

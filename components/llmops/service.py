@@ -72,13 +72,14 @@ class LlmOps(llmops_bus.LlmopsServiceHandler):
         tenant = ctx.tenant_id
         at = request.occurred_at.ToDatetime(tzinfo=UTC) if request.HasField("occurred_at") else datetime.now(UTC)
         budget = self.budgets.for_tenant(tenant)
+        crossed = False
         async with self.pool.connection() as conn, conn.transaction():
             stored = await store.insert_operation(conn, tenant, request, at)
             if stored and budget is not None:
-                await store.record_crossings(conn, tenant, budget, at)
-        if budget is not None:
-            # Also on a redelivery: a crossing recorded before a failed
-            # publish goes out now.
+                crossed = await store.record_crossings(conn, tenant, budget, at)
+        # An operation seen before may be the redelivery of one whose alert
+        # failed to go out: pending alerts are sent then too.
+        if budget is not None and (crossed or not stored):
             await self._publish_alerts(tenant)
 
     async def _publish_alerts(self, tenant: str) -> None:

@@ -32,11 +32,11 @@ async def insert_operation(conn: Connection, tenant: str, op: llmops_pb2.LlmOper
     return cur.rowcount == 1
 
 
-async def record_crossings(conn: Connection, tenant: str, budget: Budget, at: datetime) -> None:
+async def record_crossings(conn: Connection, tenant: str, budget: Budget, at: datetime) -> bool:
     """Record every threshold the tenant's spend in the period of `at` has
-    reached. Call inside the transaction that stored the operation: the lock
-    makes concurrent workers see each other's spend, and the key makes a
-    crossing recorded once."""
+    reached; True if one was new. Call inside the transaction that stored the
+    operation: the lock makes concurrent workers see each other's spend, and
+    the key makes a crossing recorded once."""
     await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_BUDGET_LOCK, tenant))
     start, end = budget.bounds(at)
     cur = await conn.execute(
@@ -46,8 +46,9 @@ async def record_crossings(conn: Connection, tenant: str, budget: Budget, at: da
     )
     row = await cur.fetchone()
     spend = float(row[0]) if row else 0.0
+    new = False
     for threshold in budget.crossed(spend):
-        await conn.execute(
+        cur = await conn.execute(
             """
             INSERT INTO llmops_budget_alerts (tenant_id, period_start, threshold, period, period_end, budget, spend)
             VALUES (%s, %s, %s, %s, %s, %s, %s)
@@ -55,6 +56,8 @@ async def record_crossings(conn: Connection, tenant: str, budget: Budget, at: da
             """,
             (tenant, start, threshold, budget.period, end, budget.limit, spend),
         )
+        new = new or cur.rowcount == 1
+    return new
 
 
 @dataclass(frozen=True, slots=True)
