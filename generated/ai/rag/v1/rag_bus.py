@@ -68,10 +68,6 @@ def validate_rag_document(m: rag_pb2.RagDocument, prefix: str = '') -> list[Viol
     if v:
         if len(v) > 2048:
             out.append(Violation(prefix + "source_uri", "max_len", f"length {len(v)} exceeds 2048"))
-    v = m.data
-    if v:
-        if len(v) > 16777216:
-            out.append(Violation(prefix + "data", "max_len", f"length {len(v)} exceeds 16777216"))
     v = m.content_type
     if v:
         if len(v) > 128:
