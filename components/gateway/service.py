@@ -17,7 +17,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from components.gateway import cache as response_cache
-from components.gateway import convert
+from components.gateway import convert, local
 from components.gateway.config import GatewayConfig
 from components.gateway.instruments import Instruments
 from components.gateway.operations import Operation, OperationLog, Status as OpStatus, Type as OpType
@@ -68,8 +68,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 bus, bucket=c.bucket, ttl_s=c.ttl_s, max_bytes=c.max_bytes, lru_size=c.lru_size)
         if config.rate_limits:
             self._limiter = await RateLimiter.open(bus, Limits.from_env())
-        # Load the tokenizer now, not in the first caller's time.
+        # Load the tokenizer and WordLlama now, not in the first caller's time.
         litellm().token_counter(model="local/extractive", text="warm up")
+        local.wordllama()
         if self._health is not None:
             await self._health.start()
 
