@@ -17,6 +17,7 @@ from runtime import Bus, Context
 
 MODEL = "local/extractive"
 OTHER_MODEL = "gpt-4.1"
+PROBE = "probe"
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
@@ -98,12 +99,27 @@ class InvalidationWorker(gateway_bus.GatewayServiceHandler):
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
         self.applied: asyncio.Queue[int] = asyncio.Queue()
+        self.live = asyncio.Event()
 
     async def start(self, bus: Bus) -> None:
         self.cache = await ResponseCache.open(bus, bucket=self.bucket)
 
     async def cache_invalidate(self, request: gateway_pb2.CacheInvalidation, ctx: Context) -> None:
-        self.applied.put_nowait(await self.cache.apply(ctx.tenant_id, request))
+        if request.reason == PROBE:
+            self.live.set()
+        else:
+            self.applied.put_nowait(await self.cache.apply(ctx.tenant_id, request))
+
+
+async def wait_live(client: gateway_bus.GatewayServiceClient, workers: list[InvalidationWorker]) -> None:
+    """Publish probes until every worker got one: under load, a subscription
+    made on another connection can take effect after its flush returns."""
+    async def live() -> bool:
+        await client.cache_invalidate(gateway_pb2.CacheInvalidation(reason=PROBE))
+        await asyncio.sleep(0.05)
+        return all(w.live.is_set() for w in workers)
+
+    await until(live)
 
 
 async def test_invalidation_reaches_every_workers_lru(bus: Bus, bus2: Bus, bucket: str) -> None:
@@ -119,6 +135,7 @@ async def test_invalidation_reaches_every_workers_lru(bus: Bus, bus2: Bus, bucke
     for c in (c1, c2):  # both LRUs hold every entry now
         assert [await c.get("acme", k) for k in keys.values()] == [b"q1", b"q2", b"q3"]
     client = gateway_bus.GatewayServiceClient(bus, "acme")
+    await wait_live(client, workers)
 
     async def invalidate(event: gateway_pb2.CacheInvalidation) -> list[int]:
         await client.cache_invalidate(event)
