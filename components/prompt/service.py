@@ -1,76 +1,98 @@
-"""Prompt management: templates arrive as events on prompt.templates; context
-requests on prompt.context are rendered from the latest (or a pinned)
-version, with retrieved snippets fitted into a token budget."""
+"""Prompt management: templates arrive as events on prompt.templates and are
+stored in PostgreSQL with every version; prompt.context renders the latest
+(or a pinned) version, with retrieved snippets fitted into a token budget
+counted by the gateway's tokenizer.
+
+All state is in the database: every worker answers the same, and a worker
+started later knows every template stored before it."""
 
 from __future__ import annotations
 
-import math
-import string
+import asyncio
+from typing import TYPE_CHECKING
 
 from ai.envelope.v1 import envelope_pb2
 from ai.prompt.v1 import prompt_bus, prompt_pb2
+from components.prompt import store, tokens
+from components.prompt.rendering import MissingVariables, OverBudget, render
+from components.storage import Pool, open_database
 from runtime.contract import Context
 from runtime.errors import HandlerError
+from runtime.telemetry import Telemetry
+from runtime.telemetry_names import ATTR, METRIC, SPAN
 
-CONTEXT_VARIABLE = "context"
-CHARS_PER_TOKEN = 4
+if TYPE_CHECKING:
+    from runtime.bus import Bus
+
+COMPONENT = "prompt"
 Code = envelope_pb2.Error
-
-
-def estimate_tokens(text: str) -> int:
-    """A provider-independent estimate: about four characters per token."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+TEMPLATE_ID = "prompt.template.id"
+TEMPLATE_VERSION = "prompt.template.version"
+MODEL = "prompt.model"
 
 
 class PromptManager(prompt_bus.PromptServiceHandler):
-    """Keeps every version of every template per tenant, in memory."""
+    def __init__(self, database_url: str | None = None, default_model: str | None = None) -> None:
+        self._database_url = database_url
+        self.default_model = default_model or tokens.default_model()
+        self._pool: Pool | None = None
+        self._tel = Telemetry.disabled()
 
-    def __init__(self) -> None:
-        # tenant -> template id -> version -> template; insertion order = arrival order.
-        self._store: dict[str, dict[str, dict[str, prompt_pb2.PromptTemplate]]] = {}
+    async def start(self, bus: Bus) -> None:
+        self._tel = bus.telemetry if bus.telemetry is not None else Telemetry.disabled()
+        self._pool = await open_database(COMPONENT, url=self._database_url)
+        # Import litellm and load the tokenizer now, not in the first caller's time.
+        await asyncio.to_thread(tokens.count, self.default_model, "warm up")
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise HandlerError(Code.CODE_UNAVAILABLE, "prompt storage is not open")
+        return self._pool
 
     async def templates(self, request: prompt_pb2.PromptTemplate, ctx: Context) -> None:
-        versions = self._store.setdefault(ctx.tenant_id, {}).setdefault(request.template_id, {})
-        versions.pop(request.version, None)  # a re-sent version becomes the latest
-        versions[request.version] = request
+        async with self.pool.connection() as conn, conn.transaction():
+            await store.publish(conn, ctx.tenant_id, ctx.message_id, request)
 
-    def _template(self, tenant: str, template_id: str, version: str) -> prompt_pb2.PromptTemplate:
-        versions = self._store.get(tenant, {}).get(template_id)
-        if not versions:
-            raise HandlerError(Code.CODE_NOT_FOUND, f"no template {template_id!r} for this tenant")
-        if not version:
-            return list(versions.values())[-1]
-        if version not in versions:
-            raise HandlerError(Code.CODE_NOT_FOUND, f"template {template_id!r} has no version {version!r}")
-        return versions[version]
+    async def _template(self, tenant: str, template_id: str, version: str) -> store.Template:
+        async with self.pool.connection() as conn:
+            found = await store.find(conn, tenant, template_id, version)
+            if found is not None:
+                return found
+            if not version or not await store.has_template(conn, tenant, template_id):
+                raise HandlerError(Code.CODE_NOT_FOUND, f"no template {template_id!r} for this tenant")
+        raise HandlerError(Code.CODE_NOT_FOUND, f"template {template_id!r} has no version {version!r}")
 
     async def context(self, request: prompt_pb2.ContextRequest, ctx: Context) -> prompt_pb2.ContextResult:
-        template = self._template(ctx.tenant_id, request.template_id, request.template_version)
-        fields = {name for _, name, _, _ in string.Formatter().parse(template.template) if name}
-        values = {**template.variables, **request.variables}
-        missing = sorted(fields - values.keys() - {CONTEXT_VARIABLE})
-        if missing:
-            raise HandlerError(Code.CODE_INVALID_ARGUMENT, f"missing template variables: {', '.join(missing)}")
-
-        def render(snippets: list[str]) -> str:
-            joined = "\n\n".join(snippets)
-            text = template.template.format_map({**values, CONTEXT_VARIABLE: joined})
-            return text if CONTEXT_VARIABLE in fields or not joined else f"{text}\n\n{joined}"
-
-        kept = list(request.context_snippets)
-        prompt = render(kept)
-        # Drop the least relevant (last) snippets until the prompt fits the budget.
-        while request.max_tokens and kept and estimate_tokens(prompt) > request.max_tokens:
-            kept.pop()
-            prompt = render(kept)
-        if request.max_tokens and estimate_tokens(prompt) > request.max_tokens:
-            raise HandlerError(
-                Code.CODE_FAILED_PRECONDITION,
-                f"the template alone needs {estimate_tokens(prompt)} tokens, over the budget of {request.max_tokens}",
+        tenant = ctx.tenant_id
+        model = request.model or self.default_model
+        with self._tel.span(SPAN.PROMPT_CONTEXT_BUILD, {ATTR.TENANT_ID: tenant, TEMPLATE_ID: request.template_id,
+                                                       MODEL: model}) as span:
+            template = await self._template(tenant, request.template_id, request.template_version)
+            span.set_attribute(TEMPLATE_VERSION, template.version)
+            with self._tel.span(SPAN.PROMPT_TEMPLATE_RENDER, {ATTR.TENANT_ID: tenant}):
+                try:
+                    rendered = render(template.text, {**template.variables, **request.variables},
+                                      list(request.context_snippets), request.max_tokens,
+                                      lambda text: tokens.count(model, text))
+                except MissingVariables as e:
+                    raise HandlerError(Code.CODE_INVALID_ARGUMENT, str(e)) from e
+                except OverBudget as e:
+                    raise HandlerError(Code.CODE_FAILED_PRECONDITION, f"{e} (counted for {model})") from e
+            self._tel.metrics.counter(METRIC.PROMPT_TEMPLATES_RENDERED).add(1, {ATTR.TENANT_ID: tenant})
+            self._tel.metrics.counter(METRIC.PROMPT_CONTEXTS_BUILT).add(1, {ATTR.TENANT_ID: tenant})
+            self._tel.metrics.histogram(METRIC.PROMPT_TOKENS_ESTIMATED).record(rendered.tokens,
+                                                                              {ATTR.TENANT_ID: tenant})
+            return prompt_pb2.ContextResult(
+                request_id=request.request_id,
+                prompt=rendered.prompt,
+                estimated_tokens=rendered.tokens,
+                truncated_snippets=rendered.dropped,
+                template_version=template.version,
+                model=model,
             )
-        return prompt_pb2.ContextResult(
-            request_id=request.request_id,
-            prompt=prompt,
-            estimated_tokens=estimate_tokens(prompt),
-            truncated_snippets=len(request.context_snippets) - len(kept),
-        )
