@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.json_format import MessageToDict
 
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_pb2
@@ -26,13 +27,50 @@ _FINISH = {
 }
 
 
+def _message(m: gateway_pb2.ChatMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": _ROLES[m.role], "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
 def messages(request: gateway_pb2.LlmRequest) -> list[dict[str, Any]]:
     """The conversation: the messages, then the prompt as a last user turn."""
-    out = [{"role": _ROLES[m.role], "content": m.content} for m in request.messages]
+    out = [_message(m) for m in request.messages]
     if request.prompt:
         out.append({"role": "user", "content": request.prompt})
     if not any(m["content"] for m in out):
         raise HandlerError(Code.CODE_INVALID_ARGUMENT, "the request has no prompt and no message with content")
+    return out
+
+
+def tools(request: gateway_pb2.LlmRequest) -> list[dict[str, Any]]:
+    """The request's functions in the OpenAI shape litellm takes."""
+    out = []
+    for t in request.tools:
+        schema = MessageToDict(t.parameters) if t.HasField("parameters") else {"type": "object", "properties": {}}
+        out.append({"type": "function", "function": {"name": t.name, "description": t.description,
+                                                     "parameters": schema}})
+    return out
+
+
+def _field(obj: Any, name: str) -> Any:
+    # litellm hands tool calls over as objects, or as dicts after a stream rebuild.
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def tool_calls(calls: Any) -> list[gateway_pb2.ToolCall]:
+    """litellm's tool calls as the contract's."""
+    out = []
+    for c in calls or ():
+        function = _field(c, "function")
+        out.append(gateway_pb2.ToolCall(id=str(_field(c, "id") or ""), name=str(_field(function, "name") or ""),
+                                        arguments=str(_field(function, "arguments") or "{}")))
     return out
 
 
@@ -51,6 +89,8 @@ def parameters(request: gateway_pb2.LlmRequest) -> dict[str, Any]:
         out["stop"] = list(p.stop)
     if p.response_format == gateway_pb2.RESPONSE_FORMAT_JSON:
         out["response_format"] = {"type": "json_object"}
+    if request.tools:
+        out["tools"] = tools(request)
     return out
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -69,6 +69,8 @@ class Completion:
     model: str
     provider: str
     deployment: str
+    # The functions the model chose to call, as litellm returns them.
+    tool_calls: list[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -167,6 +169,7 @@ class Providers:
             return Completion(
                 text=choice.message.content or "", finish_reason=choice.finish_reason or "stop", usage=_usage(r),
                 cost=_cost(r, d.provider, "acompletion"), model=d.model_name, provider=d.provider, deployment=d.id,
+                tool_calls=list(getattr(choice.message, "tool_calls", None) or []),
             )
 
         result: Completion = await self._through_chain(model, call)

@@ -218,11 +218,14 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             self._provider_done(call, c, tenant)
         await self._settle(tenant, model, estimate, c.usage.total)
         op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
-        self._check(c.text, convert.wants_json(request), span)
+        calls = convert.tool_calls(c.tool_calls)
+        if not calls:
+            # A function call is the whole answer: there is no text to check.
+            self._check(c.text, convert.wants_json(request), span)
         reply = gateway_pb2.LlmResponse(
             request_id=request.request_id, response=c.text, tokens=convert.tokens(c.usage.prompt, c.usage.completion),
             cost=c.cost, model=model, finish_reason=convert.finish_reason(c.finish_reason), cached=False,
-            duration=convert.duration(time.perf_counter() - t0), provider=c.provider,
+            duration=convert.duration(time.perf_counter() - t0), provider=c.provider, tool_calls=calls,
         )
         if self._cache is not None:
             await self._cache.put(tenant, key, reply.SerializeToString(), model)
@@ -249,6 +252,10 @@ class Gateway(gateway_bus.GatewayServiceHandler):
     async def _stream(self, request: gateway_pb2.LlmRequest, ctx: Context, span: Span,
                       op: Operation) -> AsyncIterator[gateway_pb2.LlmChunk]:
         tenant, model, rid = ctx.tenant_id, request.model, request.request_id
+        if request.tools:
+            # A chunk has no place for tool calls; function calling is a request.
+            raise HandlerError(Code.CODE_INVALID_ARGUMENT, "tools are not supported on gateway.stream: "
+                               "send the request on gateway.requests")
         messages, params = convert.messages(request), convert.parameters(request)
         key = response_cache.cache_key(tenant, model, messages, params)
         t0 = time.perf_counter()

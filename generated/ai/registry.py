@@ -18,6 +18,7 @@ from runtime.contract import ServiceHandler, SubjectSpec, Validator
 
 SUBJECTS: Final[tuple[SubjectSpec[Any, Any], ...]] = (
     ai_agent_v1.AGENT_MEMORY,
+    ai_agent_v1.AGENT_MEMORY_RETRIEVE,
     ai_agent_v1.AGENT_MESSAGE,
     ai_agent_v1.AGENT_RESULTS,
     ai_agent_v1.AGENT_STATUS,
@@ -59,6 +60,9 @@ VALIDATORS: Final[Mapping[str, Validator]] = {
     "ai.agent.v1.AgentStatus": ai_agent_v1.validate_agent_status,
     "ai.agent.v1.AgentTask": ai_agent_v1.validate_agent_task,
     "ai.agent.v1.MemoryItem": ai_agent_v1.validate_memory_item,
+    "ai.agent.v1.MemoryMatch": ai_agent_v1.validate_memory_match,
+    "ai.agent.v1.MemoryQuery": ai_agent_v1.validate_memory_query,
+    "ai.agent.v1.MemoryRecall": ai_agent_v1.validate_memory_recall,
     "ai.agent.v1.TaskResult": ai_agent_v1.validate_task_result,
     "ai.agent.v1.ToolExecutionRequest": ai_agent_v1.validate_tool_execution_request,
     "ai.agent.v1.ToolExecutionResult": ai_agent_v1.validate_tool_execution_result,
@@ -75,6 +79,8 @@ VALIDATORS: Final[Mapping[str, Validator]] = {
     "ai.gateway.v1.LlmResponse": ai_gateway_v1.validate_llm_response,
     "ai.gateway.v1.ProviderHealth": ai_gateway_v1.validate_provider_health,
     "ai.gateway.v1.RateLimitEvent": ai_gateway_v1.validate_rate_limit_event,
+    "ai.gateway.v1.ToolCall": ai_gateway_v1.validate_tool_call,
+    "ai.gateway.v1.ToolDefinition": ai_gateway_v1.validate_tool_definition,
     "ai.llmops.v1.LlmOperation": ai_llmops_v1.validate_llm_operation,
     "ai.llmops.v1.ModelUsage": ai_llmops_v1.validate_model_usage,
     "ai.llmops.v1.UsageReport": ai_llmops_v1.validate_usage_report,
@@ -122,10 +128,10 @@ HANDLERS: Final[Mapping[str, type[ServiceHandler]]] = {
 }
 
 SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
-    "ai.agent.v1": "1.0",
+    "ai.agent.v1": "1.1",
     "ai.api.v1": "1.0",
     "ai.envelope.v1": "1.0",
-    "ai.gateway.v1": "1.1",
+    "ai.gateway.v1": "1.2",
     "ai.llmops.v1": "1.1",
     "ai.mlops.v1": "1.1",
     "ai.options.v1": "1.0",

@@ -83,6 +83,35 @@ class ChatMessage(betterproto.Message):
 
     role: "Role" = betterproto.enum_field(1)
     content: str = betterproto.string_field(2)
+    tool_calls: List["ToolCall"] = betterproto.message_field(3)
+    """ROLE_ASSISTANT: the functions the model called in this turn."""
+
+    tool_call_id: str = betterproto.string_field(4)
+    """ROLE_TOOL: the call this turn is the result of."""
+
+
+@dataclass(eq=False, repr=False)
+class ToolDefinition(betterproto.Message):
+    """A function the model may call (function calling)."""
+
+    name: str = betterproto.string_field(1)
+    description: str = betterproto.string_field(2)
+    """What the tool does: the model chooses tools by it."""
+
+    parameters: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(3)
+    """The JSON schema of the arguments (an object schema)."""
+
+
+@dataclass(eq=False, repr=False)
+class ToolCall(betterproto.Message):
+    """One function call chosen by the model."""
+
+    id: str = betterproto.string_field(1)
+    name: str = betterproto.string_field(2)
+    arguments: str = betterproto.string_field(3)
+    """
+    The arguments as the JSON object text the model wrote (it may not parse).
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -97,6 +126,11 @@ class LlmRequest(betterproto.Message):
     model: str = betterproto.string_field(3)
     parameters: "LlmParameters" = betterproto.message_field(4)
     messages: List["ChatMessage"] = betterproto.message_field(5)
+    tools: List["ToolDefinition"] = betterproto.message_field(6)
+    """
+    Functions the model may call instead of answering; the reply then
+     carries tool_calls and FINISH_REASON_TOOL_CALLS.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -124,6 +158,9 @@ class LlmResponse(betterproto.Message):
     duration: timedelta = betterproto.message_field(8)
     provider: str = betterproto.string_field(9)
     """The provider that answered (e.g. "openai", "local")."""
+
+    tool_calls: List["ToolCall"] = betterproto.message_field(10)
+    """The functions the model chose to call (finish_reason TOOL_CALLS)."""
 
 
 @dataclass(eq=False, repr=False)
