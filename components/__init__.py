@@ -25,6 +25,12 @@ def _gateway() -> ServiceHandler:
     return Gateway()
 
 
+def _mlops() -> ServiceHandler:
+    from components.mlops import Mlops
+
+    return Mlops()
+
+
 def _rag() -> ServiceHandler:
     from components.rag.worker import RagWorker
 
@@ -38,4 +44,5 @@ COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
     "llmops": _llmops,
     "gateway": _gateway,
     "rag": _rag,
+    "mlops": _mlops,
 }
