@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from ai.mlops.v1 import mlops_bus, mlops_pb2
 from components import storage
@@ -126,7 +126,8 @@ def deployment(deployment_id: str, version: str, model: str = "iris") -> mlops_p
                                      environment="production", state=mlops_pb2.DEPLOYMENT_STATE_DEPLOYED)
 
 
-def predict(n: int, values: list[Any] | None = None, model: str = "iris", **named: float) -> mlops_pb2.PredictionRequest:
+def predict(n: int, values: list[Any] | None = None, model: str = "iris",
+            named: dict[str, Any] | None = None) -> mlops_pb2.PredictionRequest:
     features = struct_pb2.Struct()
     features.update(named or {"values": IRIS_ROW if values is None else values})
     return mlops_pb2.PredictionRequest(prediction_id=f"p{n}", model_id=model, features=features)
@@ -144,7 +145,8 @@ async def spread(client: mlops_bus.MlopsServiceClient, workers: list[Counting], 
         r = await client.predictions(predict(n))
         assert (r.prediction_id, r.model_id, r.model_version) == (f"p{n}", "iris", version)
         assert r.output["label"] == "setosa" and 0.5 < r.confidence <= 1.0
-        assert set(r.output["probabilities"].keys()) == {"setosa", "versicolor", "virginica"}
+        probabilities = json_format.MessageToDict(r.output)["probabilities"]
+        assert set(probabilities) == {"setosa", "versicolor", "virginica"}
         assert r.latency.ToNanoseconds() > 0
 
 
@@ -181,7 +183,7 @@ async def test_training_registry_and_deployments_switch_every_predictor(
     await bus_a.close()
     await bus_b.close()
     _, later = await start("mlops-later")
-    r = await client.predictions(predict(1, **dict(zip(registry.versions[0].feature_names, IRIS_ROW))))
+    r = await client.predictions(predict(1, named=dict(zip(registry.versions[0].feature_names, IRIS_ROW))))
     assert (r.model_version, later.answered) == (rf.model_version, 1)
 
 
@@ -235,7 +237,7 @@ async def test_bad_input_gets_clear_errors(start: Start, client: mlops_bus.Mlops
     assert e.code_name == "CODE_INVALID_ARGUMENT" and "takes 4 features" in e.message and "got 3" in e.message
     e = await refused(predict(3, [1.0, 2.0, "x", 4.0]), client.predictions)
     assert e.code_name == "CODE_INVALID_ARGUMENT" and "finite number" in e.message
-    e = await refused(predict(4, **{"sepal length (cm)": 1.0}), client.predictions)
+    e = await refused(predict(4, named={"sepal length (cm)": 1.0}), client.predictions)
     assert e.code_name == "CODE_INVALID_ARGUMENT" and "missing: sepal width (cm)" in e.message
     e = await refused(mlops_pb2.TrainingQuery(request_id="q", job_id="never"), client.jobs)
     assert e.code_name == "CODE_NOT_FOUND"
