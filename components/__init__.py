@@ -37,6 +37,12 @@ def _rag() -> ServiceHandler:
     return RagWorker()
 
 
+def _agents() -> ServiceHandler:
+    from components.agents.service import AgentsService
+
+    return AgentsService()
+
+
 # Factories, so that serving one component never imports another's
 # dependencies (litellm is large and slow to import).
 COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
@@ -45,4 +51,5 @@ COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
     "gateway": _gateway,
     "rag": _rag,
     "mlops": _mlops,
+    "agents": _agents,
 }

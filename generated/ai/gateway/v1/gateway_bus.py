@@ -142,8 +142,8 @@ def validate_llm_request(m: gateway_pb2.LlmRequest, prefix: str = '') -> list[Vi
         out.extend(validate_chat_message(item, f"{prefix}messages[{i}]."))
     if len(m.tools) > 128:
         out.append(Violation(prefix + "tools", "max_items", f"has {len(m.tools)} items, more than 128"))
-    for i, item in enumerate(m.tools):
-        out.extend(validate_tool_definition(item, f"{prefix}tools[{i}]."))
+    for i, tools_item in enumerate(m.tools):
+        out.extend(validate_tool_definition(tools_item, f"{prefix}tools[{i}]."))
     return out
 
 
