@@ -71,6 +71,7 @@ class _Validators:
         self._imports = imports
         self.constants: list[str] = []
         self._names: dict[str, str] = {}
+        self._loops = 0  # nested-message loops in the validator being rendered
 
     def _const(self, prefix: str, expr: str) -> str:
         """A module-level constant, built once at import and shared by equal uses."""
@@ -110,9 +111,13 @@ class _Validators:
                 )
             nested = self._nested(f) if f.kind == "message" else None
             if nested is not None:
-                out.append(f"    for i, item in enumerate({value}):")
+                # mypy types a loop variable once per function: a second loop
+                # over another message type needs a name of its own.
+                item = "item" if not self._loops else f"{f.name}_item"
+                self._loops += 1
+                out.append(f"    for i, {item} in enumerate({value}):")
                 out.append(
-                    f'        out.extend({self._imports.validator(nested)}(item, f"{{prefix}}{f.name}[{{i}}]."))'
+                    f'        out.extend({self._imports.validator(nested)}({item}, f"{{prefix}}{f.name}[{{i}}]."))'
                 )
             return out
 
@@ -185,6 +190,7 @@ class _Validators:
             f'    """Check {msg.full_name} against its contract rules; an empty list means valid."""',
             "    out: list[Violation] = []",
         ]
+        self._loops = 0
         for f in msg.fields:
             lines.extend(self._field(f))
         lines.append("    return out")

@@ -49,6 +49,7 @@ EXAMPLES = 30
 _FLOAT32_MAX = 3.4028234663852886e38
 _TIME_TYPES = ("google.protobuf.Timestamp", "google.protobuf.Duration")
 _FLOATS = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
+_STRINGS = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES)
 _ENVELOPE = "ai.envelope.v1.Envelope"
 # Extra fields of a "newer" schema, one per wire type (LEN, VARINT, I32, I64,
 # packed LEN), numbered after everything a message declares or reserves.
@@ -189,7 +190,8 @@ def betterproto_view(msg: Message) -> Message:
 
     - Timestamp and Duration become datetime/timedelta: nanoseconds are cut
       to microseconds, and a zero value (the epoch, no time) is not sent;
-    - a map entry whose key and value are both empty is not sent;
+    - a map entry whose key and string value are both empty is not sent
+      (with a number value it is: {"": 0.0} survives);
     - -0.0 in a float field without presence equals the default 0.0, so it
       is not sent (upb sends it, as the spec asks).
     """
@@ -205,7 +207,7 @@ def betterproto_view(msg: Message) -> Message:
                 if value.seconds == 0 and value.nanos == 0:
                     sub.ClearField(field.name)
             elif field.message_type is not None and field.message_type.GetOptions().map_entry:
-                if field.message_type.fields_by_name["value"].message_type is None:
+                if field.message_type.fields_by_name["value"].type in _STRINGS:
                     for key in [k for k, v in value.items() if not k and not v]:
                         del value[key]
     return out

@@ -13,8 +13,43 @@ def _prompt() -> ServiceHandler:
     return PromptManager()
 
 
+def _llmops() -> ServiceHandler:
+    from components.llmops import LlmOps
+
+    return LlmOps()
+
+
+def _gateway() -> ServiceHandler:
+    from components.gateway.service import Gateway
+
+    return Gateway()
+
+
+def _mlops() -> ServiceHandler:
+    from components.mlops import Mlops
+
+    return Mlops()
+
+
+def _rag() -> ServiceHandler:
+    from components.rag.worker import RagWorker
+
+    return RagWorker()
+
+
+def _agents() -> ServiceHandler:
+    from components.agents.service import AgentsService
+
+    return AgentsService()
+
+
 # Factories, so that serving one component never imports another's
 # dependencies (litellm is large and slow to import).
 COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
     "prompt": _prompt,
+    "llmops": _llmops,
+    "gateway": _gateway,
+    "rag": _rag,
+    "mlops": _mlops,
+    "agents": _agents,
 }

@@ -40,6 +40,12 @@ def error_code(exc: BaseException) -> int:
     return Code.CODE_INTERNAL
 
 
+def gives_up(exc: BaseException) -> bool:
+    """A HandlerError that is not retryable says another delivery cannot
+    help (a poison message): it is dead-lettered at once."""
+    return isinstance(exc, HandlerError) and not exc.retryable
+
+
 def error_proto(exc: BaseException, spec: SubjectSpec[Any, Any]) -> envelope_pb2.Error:
     if isinstance(exc, ContractViolation):
         return exc.to_proto()
@@ -320,7 +326,7 @@ class Endpoint:
                 except Exception as e:  # noqa: BLE001 - retried, then dead-lettered
                     st.errors += 1
                     st.last_error = f"{type(e).__name__}: {e}"
-                    if attempt == policy.attempts:
+                    if attempt == policy.attempts or gives_up(e):
                         log.warning("handler %s.%s failed %d times on %s: %s", self.spec.service,
                                     self.spec.rpc, attempt, subject, st.last_error)
                         await self._dead_letter(
@@ -364,7 +370,7 @@ class Endpoint:
         except Exception as e:  # noqa: BLE001 - nak or dead-letter, never a dead consumer
             st.errors += 1
             st.last_error = f"{type(e).__name__}: {e}"
-            if attempt >= d.max_deliver:
+            if attempt >= d.max_deliver or gives_up(e):
                 await self._dead_letter(
                     msg.subject, msg.data, error_code(e), st.last_error, attempt, self.queue_group
                 )

@@ -14,6 +14,7 @@ from google.protobuf.message_factory import GetMessageClass
 from ai.agent.v1 import agent_pb2
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_pb2
+from ai.mlops.v1 import mlops_pb2
 from compat import images, properties
 from compat.properties import Property, as_test, betterproto_class, contract_messages, crosses, newer, suite
 from tests.support import ROOT
@@ -119,6 +120,12 @@ def test_betterproto_drops_a_zero_timestamp() -> None:
 def test_betterproto_drops_an_empty_map_entry() -> None:
     msg = agent_pb2.AgentMessage(message_id="m", metadata={"": "", "k": ""})
     assert dict(_via_betterproto(msg).metadata) == {"k": ""}
+    assert properties.betterproto_view(msg) == _via_betterproto(msg)
+
+
+def test_betterproto_keeps_an_empty_key_with_a_zero_number() -> None:
+    msg = mlops_pb2.ModelVersion(version="1", metrics={"": 0.0})
+    assert dict(_via_betterproto(msg).metrics) == {"": 0.0}
     assert properties.betterproto_view(msg) == _via_betterproto(msg)
 
 

@@ -1,25 +1,49 @@
-"""The prompt component over a real bus: templates by event, context by request."""
+"""The prompt component over a real bus and PostgreSQL: templates by event,
+context by request, token budgets counted by the gateway's tokenizer."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 
 from ai.prompt.v1 import prompt_bus, prompt_pb2
-from components.prompt import PromptManager
+from components import storage
+from components.prompt import PromptManager, tokens
 from runtime.bus import Bus
 from runtime.errors import RemoteError
 
 
+async def stored_publications(url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        row = await (await conn.execute("SELECT count(*) FROM prompt_publications")).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def wait_stored(url: str, publications: int, timeout: float = 20.0) -> None:
+    """Until `publications` template events are stored; fails only after `timeout` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await stored_publications(url) < publications:
+        assert asyncio.get_running_loop().time() < deadline, f"{publications} publications not stored in time"
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
-async def client(bus: Bus) -> prompt_bus.PromptServiceClient:
-    await bus.serve(PromptManager(), tenants=["p1", "p2"])
+async def url() -> AsyncIterator[str]:
+    async with storage.temporary_database() as u:
+        yield u
+
+
+@pytest.fixture
+async def client(bus: Bus, url: str) -> prompt_bus.PromptServiceClient:
+    await bus.serve(PromptManager(database_url=url), tenants=["p1", "p2"])
     c = prompt_bus.PromptServiceClient(bus, "p1")
     for version, text in (("1", "Old {question}"), ("2", "Answer {question} for {user}.\n{context}")):
         await c.templates(prompt_pb2.PromptTemplate(template_id="qa", template=text, version=version,
                                                     variables={"user": "a customer"}))
-    await template_arrived(c, "2")  # events are handled in order: "1" is in too
+    await wait_stored(url, 2)
     return c
 
 
@@ -44,17 +68,31 @@ def ctx(**kw: object) -> prompt_pb2.ContextRequest:
 async def test_latest_version_with_defaults_and_snippets(client: prompt_bus.PromptServiceClient) -> None:
     r = await client.context(ctx(variables={"question": "refunds?"}, context_snippets=["s1", "s2"]))
     assert r.prompt == "Answer refunds? for a customer.\ns1\n\ns2"
-    assert r.truncated_snippets == 0 and r.estimated_tokens == len(r.prompt) // 4 + 1
+    assert r.template_version == "2" and r.truncated_snippets == 0
+
+
+async def test_tokens_are_counted_by_the_gateways_tokenizer(client: prompt_bus.PromptServiceClient) -> None:
+    text = "Tokenizers split words like antidisestablishmentarianism into several pieces. " * 5
+    r = await client.context(ctx(variables={"question": text}))
+    assert r.model == tokens.default_model() == "local/extractive"
+    assert r.estimated_tokens == tokens.count("local/extractive", r.prompt)
+    assert r.estimated_tokens != -(-len(r.prompt) // 4), "not the characters/4 estimate"
+    named = await client.context(ctx(variables={"question": text}, model="gpt-4o-mini"))
+    assert named.model == "gpt-4o-mini" and named.estimated_tokens == tokens.count("gpt-4o-mini", named.prompt)
 
 
 async def test_pinned_version(client: prompt_bus.PromptServiceClient) -> None:
     r = await client.context(ctx(template_version="1", variables={"question": "q"}))
-    assert r.prompt == "Old q"
+    assert r.prompt == "Old q" and r.template_version == "1"
 
 
 async def test_snippets_are_dropped_to_fit_the_budget(client: prompt_bus.PromptServiceClient) -> None:
-    r = await client.context(ctx(variables={"question": "q"}, context_snippets=["a" * 40, "b" * 400], max_tokens=30))
-    assert r.truncated_snippets == 1 and "b" not in r.prompt and r.estimated_tokens <= 30
+    snippets = ["alpha beta gamma " * 3, "delta " * 100, "epsilon " * 100]
+    r = await client.context(ctx(variables={"question": "q"}, context_snippets=snippets, max_tokens=40))
+    assert r.truncated_snippets == 2 and "delta" not in r.prompt and "alpha" in r.prompt
+    assert r.estimated_tokens <= 40
+    unbounded = await client.context(ctx(variables={"question": "q"}, context_snippets=snippets))
+    assert unbounded.truncated_snippets == 0 and unbounded.estimated_tokens > 200
 
 
 async def test_errors_carry_codes(client: prompt_bus.PromptServiceClient, bus: Bus) -> None:
@@ -65,5 +103,8 @@ async def test_errors_carry_codes(client: prompt_bus.PromptServiceClient, bus: B
         await prompt_bus.PromptServiceClient(bus, "p2").context(ctx(variables={"question": "q"}))
     assert e.value.code_name == "CODE_NOT_FOUND", "templates never cross tenants"
     with pytest.raises(RemoteError) as e:
+        await client.context(ctx(variables={"question": "q"}, template_version="7"))
+    assert e.value.code_name == "CODE_NOT_FOUND" and "no version '7'" in e.value.message
+    with pytest.raises(RemoteError) as e:
         await client.context(ctx(variables={"question": "q"}, max_tokens=2))
-    assert e.value.code_name == "CODE_FAILED_PRECONDITION"
+    assert e.value.code_name == "CODE_FAILED_PRECONDITION" and "budget of 2" in e.value.message

@@ -12,6 +12,7 @@ from ai.gateway.v1 import gateway_bus
 from runtime.bus import Bus, Observed
 from runtime.settings import BusSettings
 from runtime.contract import Context, Durability
+from runtime.errors import HandlerError
 from runtime.jetstream import DLQ_TOKEN, stream_name
 from tests.support import Gateway, llm_request, until
 
@@ -174,3 +175,32 @@ async def test_tail_style_observer_sees_typed_events(bus: Bus) -> None:
     await until(lambda: len(seen) == 2)
     assert seen[0].error is not None and seen[0].payload is None
     assert seen[1].payload.agent_id == "a"
+
+
+class Poisoned(agent_bus.AgentServiceHandler):
+    def __init__(self) -> None:
+        self.attempts: list[int] = []
+
+    async def tasks(self, request: agent_pb2.AgentTask, ctx: Context) -> None:
+        self.attempts.append(ctx.attempt)
+        raise HandlerError(envelope_pb2.Error.CODE_INVALID_ARGUMENT, f"task {request.task_id} cannot be parsed")
+
+
+async def test_a_handler_error_that_is_not_retryable_is_dead_lettered_at_once(nats_url: str) -> None:
+    t = tenant()
+    w = Poisoned()
+    letters: list[envelope_pb2.DeadLetter] = []
+    async with Bus(nats_url, BusSettings(durability_overrides=FAST)) as b:
+        async def on_letter(msg: object) -> None:
+            env = envelope_pb2.Envelope.FromString(getattr(msg, "data"))
+            letters.append(envelope_pb2.DeadLetter.FromString(env.data))
+
+        await b.nc.subscribe(f"ai.{DLQ_TOKEN}.agent.tasks.{t}", cb=on_letter)
+        await b.serve(w, tenants=[t])
+        await agent_bus.AgentServiceClient(b, t).tasks(task("poison"))
+        await until(lambda: bool(letters))
+    [letter] = letters
+    assert w.attempts == [1]
+    assert letter.attempts == 1
+    assert letter.code == envelope_pb2.Error.CODE_INVALID_ARGUMENT
+    assert "cannot be parsed" in letter.reason

@@ -31,7 +31,8 @@ _ENUM0: Final = frozenset({0, 1, 2, 3})
 _RE1: Final = re.compile("^[a-z][a-z0-9_.-]*$")
 _ENUM2: Final = frozenset({0, 1, 2, 3, 4})
 _ENUM3: Final = frozenset({0, 1, 2, 3, 4, 5})
-_RE4: Final = re.compile("^[A-Za-z_][A-Za-z0-9_.-]*$")
+_ENUM4: Final = frozenset({0, 1, 2})
+_RE5: Final = re.compile("^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 def validate_agent_message(m: agent_pb2.AgentMessage, prefix: str = '') -> list[Violation]:
@@ -61,6 +62,10 @@ def validate_agent_message(m: agent_pb2.AgentMessage, prefix: str = '') -> list[
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.in_reply_to
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "in_reply_to", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -154,6 +159,57 @@ def validate_memory_item(m: agent_pb2.MemoryItem, prefix: str = '') -> list[Viol
     return out
 
 
+def validate_memory_query(m: agent_pb2.MemoryQuery, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.MemoryQuery against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.query_id
+    if not v:
+        out.append(Violation(prefix + "query_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "query_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.agent_id
+    if not v:
+        out.append(Violation(prefix + "agent_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "agent_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.text
+    if v:
+        if len(v) > 65536:
+            out.append(Violation(prefix + "text", "max_len", f"length {len(v)} exceeds 65536"))
+    if not m.order:
+        out.append(Violation(prefix + "order", "required", "must be set"))
+    if m.order not in _ENUM4:
+        out.append(Violation(prefix + "order", "defined_only", f"{m.order} is not a defined value"))
+    if m.memory_type not in _ENUM2:
+        out.append(Violation(prefix + "memory_type", "defined_only", f"{m.memory_type} is not a defined value"))
+    if m.limit > 100:
+        out.append(Violation(prefix + "limit", "lte", f"{m.limit} is above 100"))
+    return out
+
+
+def validate_memory_match(m: agent_pb2.MemoryMatch, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.MemoryMatch against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    if m.HasField("item"):
+        out.extend(validate_memory_item(m.item, prefix + "item."))
+    return out
+
+
+def validate_memory_recall(m: agent_pb2.MemoryRecall, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.MemoryRecall against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.query_id
+    if not v:
+        out.append(Violation(prefix + "query_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "query_id", "max_len", f"length {len(v)} exceeds 128"))
+    if len(m.matches) > 100:
+        out.append(Violation(prefix + "matches", "max_items", f"has {len(m.matches)} items, more than 100"))
+    for i, item in enumerate(m.matches):
+        out.extend(validate_memory_match(item, f"{prefix}matches[{i}]."))
+    return out
+
+
 def validate_tool_execution_request(m: agent_pb2.ToolExecutionRequest, prefix: str = '') -> list[Violation]:
     """Check ai.agent.v1.ToolExecutionRequest against its contract rules; an empty list means valid."""
     out: list[Violation] = []
@@ -172,7 +228,7 @@ def validate_tool_execution_request(m: agent_pb2.ToolExecutionRequest, prefix: s
         out.append(Violation(prefix + "tool_name", "required", "must be set"))
     elif len(v) > 128:
         out.append(Violation(prefix + "tool_name", "max_len", f"length {len(v)} exceeds 128"))
-    elif _RE4.search(v) is None:
+    elif _RE5.search(v) is None:
         out.append(Violation(prefix + "tool_name", "pattern", "must match ^[A-Za-z_][A-Za-z0-9_.-]*$"))
     return out
 
@@ -327,6 +383,32 @@ def agent_memory_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     return AGENT_MEMORY.subject(tenant_id, prefix)
 
 
+AGENT_MEMORY_RETRIEVE: Final[SubjectSpec[agent_pb2.MemoryQuery, agent_pb2.MemoryRecall]] = SubjectSpec(
+    component="agent",
+    operation="memory.retrieve",
+    service="ai.agent.v1.AgentService",
+    rpc="MemoryRetrieve",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="agent.memory",
+    request_type=agent_pb2.MemoryQuery,
+    reply_type=agent_pb2.MemoryRecall,
+    timeout_ms=10000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/agent/v1/agent.proto",
+    validate_request=validate_memory_query,
+    validate_reply=validate_memory_recall,
+)
+"""ai.agent.memory.retrieve.{tenant_id}: request/reply, balanced across queue group 'agent.memory'."""
+AGENT_MEMORY_RETRIEVE_SUBJECT: Final = "ai.agent.memory.retrieve.{tenant_id}"
+
+
+def agent_memory_retrieve_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of AGENT_MEMORY_RETRIEVE; rejects an unsafe tenant id."""
+    return AGENT_MEMORY_RETRIEVE.subject(tenant_id, prefix)
+
+
 AGENT_TOOLS: Final[SubjectSpec[agent_pb2.ToolExecutionRequest, agent_pb2.ToolExecutionResult]] = SubjectSpec(
     component="agent",
     operation="tools",
@@ -412,6 +494,10 @@ class AgentServiceClient:
         """Publish to AGENT_MEMORY_SUBJECT."""
         await self._transport.publish(AGENT_MEMORY, payload, self._tenant_id, options)
 
+    async def memory_retrieve(self, payload: agent_pb2.MemoryQuery, **options: Unpack[CallOptions]) -> agent_pb2.MemoryRecall:
+        """Request on AGENT_MEMORY_RETRIEVE_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(AGENT_MEMORY_RETRIEVE, payload, self._tenant_id, options)
+
     async def tools(self, payload: agent_pb2.ToolExecutionRequest, **options: Unpack[CallOptions]) -> agent_pb2.ToolExecutionResult:
         """Request on AGENT_TOOLS_SUBJECT and wait for the typed reply."""
         return await self._transport.request(AGENT_TOOLS, payload, self._tenant_id, options)
@@ -434,6 +520,7 @@ class AgentServiceHandler(ServiceHandler):
         (AGENT_RESULTS, "results"),
         (AGENT_STATUS, "status"),
         (AGENT_MEMORY, "memory"),
+        (AGENT_MEMORY_RETRIEVE, "memory_retrieve"),
         (AGENT_TOOLS, "tools"),
         (AGENT_TOOL_RESULTS, "tool_results"),
     )
@@ -452,6 +539,9 @@ class AgentServiceHandler(ServiceHandler):
 
     async def memory(self, request: agent_pb2.MemoryItem, ctx: Context) -> None:
         raise Unimplemented(AGENT_MEMORY)
+
+    async def memory_retrieve(self, request: agent_pb2.MemoryQuery, ctx: Context) -> agent_pb2.MemoryRecall:
+        raise Unimplemented(AGENT_MEMORY_RETRIEVE)
 
     async def tools(self, request: agent_pb2.ToolExecutionRequest, ctx: Context) -> agent_pb2.ToolExecutionResult:
         raise Unimplemented(AGENT_TOOLS)

@@ -29,7 +29,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61i/agent/v1/agent.proto\x12\x0b\x61i.agent.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x03\n\x0c\x41gentMessage\x12*\n\nmessage_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\tmessageId\x12\x31\n\x0fsource_agent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\rsourceAgentId\x12/\n\x0ftarget_agent_id\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\rtargetAgentId\x12\"\n\x07\x63ontent\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\x07\x63ontent\x12\x34\n\x04kind\x18\x05 \x01(\x0e\x32\x18.ai.agent.v1.MessageKindB\x06\x92\xb5\x18\x02H\x01R\x04kind\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\'.ai.agent.v1.AgentMessage.MetadataEntryR\x08metadata\x12&\n\nsession_id\x18\x07 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\tsessionId\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x8b\x02\n\tAgentTask\x12$\n\x07task_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x06taskId\x12$\n\x08\x61gent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12:\n\ttask_type\x18\x03 \x01(\tB\x1d\x92\xb5\x18\x19\x08\x01\x18@\"\x13^[a-z][a-z0-9_.-]*$R\x08taskType\x12\x37\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\x12=\n\x08priority\x18\x05 \x01(\x0e\x32\x19.ai.agent.v1.TaskPriorityB\x06\x92\xb5\x18\x02H\x01R\x08priority\"\x98\x02\n\nTaskResult\x12\"\n\x07task_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x06taskId\x12$\n\x08\x61gent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12\x39\n\x06status\x18\x03 \x01(\x0e\x32\x17.ai.agent.v1.TaskStatusB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x06status\x12/\n\x06output\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x06output\x12\x1d\n\x05\x65rror\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x05\x65rror\x12\x35\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"\xbb\x01\n\x0b\x41gentStatus\x12$\n\x08\x61gent_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12\x37\n\x05state\x18\x02 \x01(\x0e\x32\x17.ai.agent.v1.AgentStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state\x12!\n\x0c\x61\x63tive_tasks\x18\x03 \x01(\rR\x0b\x61\x63tiveTasks\x12*\n\x0c\x63\x61pabilities\x18\x04 \x03(\tB\x06\x92\xb5\x18\x02@@R\x0c\x63\x61pabilities\"\xfd\x02\n\nMemoryItem\x12$\n\x08\x61gent_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12&\n\tmemory_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08memoryId\x12\x42\n\x0bmemory_type\x18\x03 \x01(\x0e\x32\x17.ai.agent.v1.MemoryTypeB\x08\x92\xb5\x18\x04\x08\x01H\x01R\nmemoryType\x12\"\n\x07\x63ontent\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\x07\x63ontent\x12\x41\n\x08metadata\x18\x05 \x03(\x0b\x32%.ai.agent.v1.MemoryItem.MetadataEntryR\x08metadata\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xdd\x01\n\x14ToolExecutionRequest\x12$\n\x07\x63\x61ll_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x06\x63\x61llId\x12$\n\x08\x61gent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12\x42\n\ttool_name\x18\x03 \x01(\tB%\x92\xb5\x18!\x08\x01\x18\x80\x01\"\x1a^[A-Za-z_][A-Za-z0-9_.-]*$R\x08toolName\x12\x35\n\targuments\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\targuments\"\x82\x02\n\x13ToolExecutionResult\x12\"\n\x07\x63\x61ll_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x06\x63\x61llId\x12&\n\ttool_name\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08toolName\x12\x18\n\x07success\x18\x03 \x01(\x08R\x07success\x12/\n\x06output\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x06output\x12\x1d\n\x05\x65rror\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x05\x65rror\x12\x35\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration*t\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_KIND_TEXT\x10\x01\x12\x18\n\x14MESSAGE_KIND_COMMAND\x10\x02\x12\x16\n\x12MESSAGE_KIND_EVENT\x10\x03*\x92\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_NORMAL\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x12\x1a\n\x16TASK_PRIORITY_CRITICAL\x10\x04*w\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x01\x12\x16\n\x12TASK_STATUS_FAILED\x10\x02\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x03*\xa2\x01\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41GENT_STATE_STARTING\x10\x01\x12\x14\n\x10\x41GENT_STATE_IDLE\x10\x02\x12\x14\n\x10\x41GENT_STATE_BUSY\x10\x03\x12\x18\n\x14\x41GENT_STATE_DRAINING\x10\x04\x12\x17\n\x13\x41GENT_STATE_STOPPED\x10\x05*\x94\x01\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEMORY_TYPE_SHORT_TERM\x10\x01\x12\x19\n\x15MEMORY_TYPE_LONG_TERM\x10\x02\x12\x18\n\x14MEMORY_TYPE_EPISODIC\x10\x03\x12\x18\n\x14MEMORY_TYPE_SEMANTIC\x10\x04\x32\xcb\x05\n\x0c\x41gentService\x12M\n\x07Message\x12\x19.ai.agent.v1.AgentMessage\x1a\x16.google.protobuf.Empty\"\x0f\x8a\xb5\x18\x0b\n\x07message\x10\x01\x12m\n\x05Tasks\x12\x16.ai.agent.v1.AgentTask\x1a\x16.google.protobuf.Empty\"4\x8a\xb5\x18\x30\n\x05tasks\x10\x02\x1a\ragent.workers*\x16\x08\x01\x10\x03\x18\x05 \xb0\xea\x01*\x06\xe8\x07\x88\'\x98u0\xc0\xa9\x07\x12\x65\n\x07Results\x12\x17.ai.agent.v1.TaskResult\x1a\x16.google.protobuf.Empty\")\x8a\xb5\x18%\n\x07results\x10\x01*\x18\x08\x01\x10\x01\x18\x05 \xb0\xea\x01*\x04\xe8\x07\x88\'0\xc0\xa9\x07\x38\x80\xa3\x05\x12J\n\x06Status\x12\x18.ai.agent.v1.AgentStatus\x1a\x16.google.protobuf.Empty\"\x0e\x8a\xb5\x18\n\n\x06status\x10\x01\x12o\n\x06Memory\x12\x17.ai.agent.v1.MemoryItem\x1a\x16.google.protobuf.Empty\"4\x8a\xb5\x18\x30\n\x06memory\x10\x02\x1a\x0c\x61gent.memory*\x16\x08\x01\x10\x03\x18\n \xb0\xea\x01*\x06\xf4\x03\xd0\x0f\x90N0\xc0\xa9\x07\x12z\n\x05Tools\x12!.ai.agent.v1.ToolExecutionRequest\x1a .ai.agent.v1.ToolExecutionResult\",\x8a\xb5\x18(\n\x05tools\x10\x03\x1a\x0b\x61gent.tools \xe0\xd4\x03\x32\x0ctool-results\x12]\n\x0bToolResults\x12 .ai.agent.v1.ToolExecutionResult\x1a\x16.google.protobuf.Empty\"\x14\x8a\xb5\x18\x10\n\x0ctool-results\x10\x01\x42\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61i/agent/v1/agent.proto\x12\x0b\x61i.agent.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x03\n\x0c\x41gentMessage\x12*\n\nmessage_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\tmessageId\x12\x31\n\x0fsource_agent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\rsourceAgentId\x12/\n\x0ftarget_agent_id\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\rtargetAgentId\x12\"\n\x07\x63ontent\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\x07\x63ontent\x12\x34\n\x04kind\x18\x05 \x01(\x0e\x32\x18.ai.agent.v1.MessageKindB\x06\x92\xb5\x18\x02H\x01R\x04kind\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\'.ai.agent.v1.AgentMessage.MetadataEntryR\x08metadata\x12&\n\nsession_id\x18\x07 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\tsessionId\x12\'\n\x0bin_reply_to\x18\x08 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\tinReplyTo\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x8b\x02\n\tAgentTask\x12$\n\x07task_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x06taskId\x12$\n\x08\x61gent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12:\n\ttask_type\x18\x03 \x01(\tB\x1d\x92\xb5\x18\x19\x08\x01\x18@\"\x13^[a-z][a-z0-9_.-]*$R\x08taskType\x12\x37\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\x12=\n\x08priority\x18\x05 \x01(\x0e\x32\x19.ai.agent.v1.TaskPriorityB\x06\x92\xb5\x18\x02H\x01R\x08priority\"\x98\x02\n\nTaskResult\x12\"\n\x07task_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x06taskId\x12$\n\x08\x61gent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12\x39\n\x06status\x18\x03 \x01(\x0e\x32\x17.ai.agent.v1.TaskStatusB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x06status\x12/\n\x06output\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x06output\x12\x1d\n\x05\x65rror\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x05\x65rror\x12\x35\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"\xbb\x01\n\x0b\x41gentStatus\x12$\n\x08\x61gent_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12\x37\n\x05state\x18\x02 \x01(\x0e\x32\x17.ai.agent.v1.AgentStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state\x12!\n\x0c\x61\x63tive_tasks\x18\x03 \x01(\rR\x0b\x61\x63tiveTasks\x12*\n\x0c\x63\x61pabilities\x18\x04 \x03(\tB\x06\x92\xb5\x18\x02@@R\x0c\x63\x61pabilities\"\xfd\x02\n\nMemoryItem\x12$\n\x08\x61gent_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12&\n\tmemory_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08memoryId\x12\x42\n\x0bmemory_type\x18\x03 \x01(\x0e\x32\x17.ai.agent.v1.MemoryTypeB\x08\x92\xb5\x18\x04\x08\x01H\x01R\nmemoryType\x12\"\n\x07\x63ontent\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\x07\x63ontent\x12\x41\n\x08metadata\x18\x05 \x03(\x0b\x32%.ai.agent.v1.MemoryItem.MetadataEntryR\x08metadata\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x98\x02\n\x0bMemoryQuery\x12$\n\x08query_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07queryId\x12$\n\x08\x61gent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12\x1c\n\x04text\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80\x04R\x04text\x12\x38\n\x05order\x18\x04 \x01(\x0e\x32\x18.ai.agent.v1.MemoryOrderB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05order\x12@\n\x0bmemory_type\x18\x05 \x01(\x0e\x32\x17.ai.agent.v1.MemoryTypeB\x06\x92\xb5\x18\x02H\x01R\nmemoryType\x12#\n\x05limit\x18\x06 \x01(\rB\r\x92\xb5\x18\t1\x00\x00\x00\x00\x00\x00Y@R\x05limit\"Z\n\x0bMemoryMatch\x12+\n\x04item\x18\x01 \x01(\x0b\x32\x17.ai.agent.v1.MemoryItemR\x04item\x12\x1e\n\nsimilarity\x18\x02 \x01(\x01R\nsimilarity\"p\n\x0cMemoryRecall\x12$\n\x08query_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07queryId\x12:\n\x07matches\x18\x02 \x03(\x0b\x32\x18.ai.agent.v1.MemoryMatchB\x06\x92\xb5\x18\x02@dR\x07matches\"\xdd\x01\n\x14ToolExecutionRequest\x12$\n\x07\x63\x61ll_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x06\x63\x61llId\x12$\n\x08\x61gent_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x61gentId\x12\x42\n\ttool_name\x18\x03 \x01(\tB%\x92\xb5\x18!\x08\x01\x18\x80\x01\"\x1a^[A-Za-z_][A-Za-z0-9_.-]*$R\x08toolName\x12\x35\n\targuments\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\targuments\"\x82\x02\n\x13ToolExecutionResult\x12\"\n\x07\x63\x61ll_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x06\x63\x61llId\x12&\n\ttool_name\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08toolName\x12\x18\n\x07success\x18\x03 \x01(\x08R\x07success\x12/\n\x06output\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x06output\x12\x1d\n\x05\x65rror\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x05\x65rror\x12\x35\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration*t\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_KIND_TEXT\x10\x01\x12\x18\n\x14MESSAGE_KIND_COMMAND\x10\x02\x12\x16\n\x12MESSAGE_KIND_EVENT\x10\x03*\x92\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_NORMAL\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x12\x1a\n\x16TASK_PRIORITY_CRITICAL\x10\x04*w\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x01\x12\x16\n\x12TASK_STATUS_FAILED\x10\x02\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x03*\xa2\x01\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41GENT_STATE_STARTING\x10\x01\x12\x14\n\x10\x41GENT_STATE_IDLE\x10\x02\x12\x14\n\x10\x41GENT_STATE_BUSY\x10\x03\x12\x18\n\x14\x41GENT_STATE_DRAINING\x10\x04\x12\x17\n\x13\x41GENT_STATE_STOPPED\x10\x05*\x94\x01\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEMORY_TYPE_SHORT_TERM\x10\x01\x12\x19\n\x15MEMORY_TYPE_LONG_TERM\x10\x02\x12\x18\n\x14MEMORY_TYPE_EPISODIC\x10\x03\x12\x18\n\x14MEMORY_TYPE_SEMANTIC\x10\x04*b\n\x0bMemoryOrder\x12\x1c\n\x18MEMORY_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n\x17MEMORY_ORDER_SIMILARITY\x10\x01\x12\x18\n\x14MEMORY_ORDER_RECENCY\x10\x02\x32\xbc\x06\n\x0c\x41gentService\x12M\n\x07Message\x12\x19.ai.agent.v1.AgentMessage\x1a\x16.google.protobuf.Empty\"\x0f\x8a\xb5\x18\x0b\n\x07message\x10\x01\x12m\n\x05Tasks\x12\x16.ai.agent.v1.AgentTask\x1a\x16.google.protobuf.Empty\"4\x8a\xb5\x18\x30\n\x05tasks\x10\x02\x1a\ragent.workers*\x16\x08\x01\x10\x03\x18\x05 \xb0\xea\x01*\x06\xe8\x07\x88\'\x98u0\xc0\xa9\x07\x12\x65\n\x07Results\x12\x17.ai.agent.v1.TaskResult\x1a\x16.google.protobuf.Empty\")\x8a\xb5\x18%\n\x07results\x10\x01*\x18\x08\x01\x10\x01\x18\x05 \xb0\xea\x01*\x04\xe8\x07\x88\'0\xc0\xa9\x07\x38\x80\xa3\x05\x12J\n\x06Status\x12\x18.ai.agent.v1.AgentStatus\x1a\x16.google.protobuf.Empty\"\x0e\x8a\xb5\x18\n\n\x06status\x10\x01\x12o\n\x06Memory\x12\x17.ai.agent.v1.MemoryItem\x1a\x16.google.protobuf.Empty\"4\x8a\xb5\x18\x30\n\x06memory\x10\x02\x1a\x0c\x61gent.memory*\x16\x08\x01\x10\x03\x18\n \xb0\xea\x01*\x06\xf4\x03\xd0\x0f\x90N0\xc0\xa9\x07\x12o\n\x0eMemoryRetrieve\x12\x18.ai.agent.v1.MemoryQuery\x1a\x19.ai.agent.v1.MemoryRecall\"(\x8a\xb5\x18$\n\x0fmemory.retrieve\x10\x03\x1a\x0c\x61gent.memory \x90N\x12z\n\x05Tools\x12!.ai.agent.v1.ToolExecutionRequest\x1a .ai.agent.v1.ToolExecutionResult\",\x8a\xb5\x18(\n\x05tools\x10\x03\x1a\x0b\x61gent.tools \xe0\xd4\x03\x32\x0ctool-results\x12]\n\x0bToolResults\x12 .ai.agent.v1.ToolExecutionResult\x1a\x16.google.protobuf.Empty\"\x14\x8a\xb5\x18\x10\n\x0ctool-results\x10\x01\x42\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,6 +51,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTMESSAGE'].fields_by_name['kind']._serialized_options = b'\222\265\030\002H\001'
   _globals['_AGENTMESSAGE'].fields_by_name['session_id']._loaded_options = None
   _globals['_AGENTMESSAGE'].fields_by_name['session_id']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_AGENTMESSAGE'].fields_by_name['in_reply_to']._loaded_options = None
+  _globals['_AGENTMESSAGE'].fields_by_name['in_reply_to']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_AGENTTASK'].fields_by_name['task_id']._loaded_options = None
   _globals['_AGENTTASK'].fields_by_name['task_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_AGENTTASK'].fields_by_name['agent_id']._loaded_options = None
@@ -83,6 +85,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMORYITEM'].fields_by_name['memory_type']._serialized_options = b'\222\265\030\004\010\001H\001'
   _globals['_MEMORYITEM'].fields_by_name['content']._loaded_options = None
   _globals['_MEMORYITEM'].fields_by_name['content']._serialized_options = b'\222\265\030\004\030\200\200@'
+  _globals['_MEMORYQUERY'].fields_by_name['query_id']._loaded_options = None
+  _globals['_MEMORYQUERY'].fields_by_name['query_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_MEMORYQUERY'].fields_by_name['agent_id']._loaded_options = None
+  _globals['_MEMORYQUERY'].fields_by_name['agent_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_MEMORYQUERY'].fields_by_name['text']._loaded_options = None
+  _globals['_MEMORYQUERY'].fields_by_name['text']._serialized_options = b'\222\265\030\004\030\200\200\004'
+  _globals['_MEMORYQUERY'].fields_by_name['order']._loaded_options = None
+  _globals['_MEMORYQUERY'].fields_by_name['order']._serialized_options = b'\222\265\030\004\010\001H\001'
+  _globals['_MEMORYQUERY'].fields_by_name['memory_type']._loaded_options = None
+  _globals['_MEMORYQUERY'].fields_by_name['memory_type']._serialized_options = b'\222\265\030\002H\001'
+  _globals['_MEMORYQUERY'].fields_by_name['limit']._loaded_options = None
+  _globals['_MEMORYQUERY'].fields_by_name['limit']._serialized_options = b'\222\265\030\t1\000\000\000\000\000\000Y@'
+  _globals['_MEMORYRECALL'].fields_by_name['query_id']._loaded_options = None
+  _globals['_MEMORYRECALL'].fields_by_name['query_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_MEMORYRECALL'].fields_by_name['matches']._loaded_options = None
+  _globals['_MEMORYRECALL'].fields_by_name['matches']._serialized_options = b'\222\265\030\002@d'
   _globals['_TOOLEXECUTIONREQUEST'].fields_by_name['call_id']._loaded_options = None
   _globals['_TOOLEXECUTIONREQUEST'].fields_by_name['call_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_TOOLEXECUTIONREQUEST'].fields_by_name['agent_id']._loaded_options = None
@@ -105,38 +123,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['Status']._serialized_options = b'\212\265\030\n\n\006status\020\001'
   _globals['_AGENTSERVICE'].methods_by_name['Memory']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['Memory']._serialized_options = b'\212\265\0300\n\006memory\020\002\032\014agent.memory*\026\010\001\020\003\030\n \260\352\001*\006\364\003\320\017\220N0\300\251\007'
+  _globals['_AGENTSERVICE'].methods_by_name['MemoryRetrieve']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['MemoryRetrieve']._serialized_options = b'\212\265\030$\n\017memory.retrieve\020\003\032\014agent.memory \220N'
   _globals['_AGENTSERVICE'].methods_by_name['Tools']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['Tools']._serialized_options = b'\212\265\030(\n\005tools\020\003\032\013agent.tools \340\324\0032\014tool-results'
   _globals['_AGENTSERVICE'].methods_by_name['ToolResults']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ToolResults']._serialized_options = b'\212\265\030\020\n\014tool-results\020\001'
-  _globals['_MESSAGEKIND']._serialized_start=2226
-  _globals['_MESSAGEKIND']._serialized_end=2342
-  _globals['_TASKPRIORITY']._serialized_start=2345
-  _globals['_TASKPRIORITY']._serialized_end=2491
-  _globals['_TASKSTATUS']._serialized_start=2493
-  _globals['_TASKSTATUS']._serialized_end=2612
-  _globals['_AGENTSTATE']._serialized_start=2615
-  _globals['_AGENTSTATE']._serialized_end=2777
-  _globals['_MEMORYTYPE']._serialized_start=2780
-  _globals['_MEMORYTYPE']._serialized_end=2928
+  _globals['_MESSAGEKIND']._serialized_start=2756
+  _globals['_MESSAGEKIND']._serialized_end=2872
+  _globals['_TASKPRIORITY']._serialized_start=2875
+  _globals['_TASKPRIORITY']._serialized_end=3021
+  _globals['_TASKSTATUS']._serialized_start=3023
+  _globals['_TASKSTATUS']._serialized_end=3142
+  _globals['_AGENTSTATE']._serialized_start=3145
+  _globals['_AGENTSTATE']._serialized_end=3307
+  _globals['_MEMORYTYPE']._serialized_start=3310
+  _globals['_MEMORYTYPE']._serialized_end=3458
+  _globals['_MEMORYORDER']._serialized_start=3460
+  _globals['_MEMORYORDER']._serialized_end=3558
   _globals['_AGENTMESSAGE']._serialized_start=194
-  _globals['_AGENTMESSAGE']._serialized_end=612
-  _globals['_AGENTMESSAGE_METADATAENTRY']._serialized_start=553
-  _globals['_AGENTMESSAGE_METADATAENTRY']._serialized_end=612
-  _globals['_AGENTTASK']._serialized_start=615
-  _globals['_AGENTTASK']._serialized_end=882
-  _globals['_TASKRESULT']._serialized_start=885
-  _globals['_TASKRESULT']._serialized_end=1165
-  _globals['_AGENTSTATUS']._serialized_start=1168
-  _globals['_AGENTSTATUS']._serialized_end=1355
-  _globals['_MEMORYITEM']._serialized_start=1358
-  _globals['_MEMORYITEM']._serialized_end=1739
-  _globals['_MEMORYITEM_METADATAENTRY']._serialized_start=553
-  _globals['_MEMORYITEM_METADATAENTRY']._serialized_end=612
-  _globals['_TOOLEXECUTIONREQUEST']._serialized_start=1742
-  _globals['_TOOLEXECUTIONREQUEST']._serialized_end=1963
-  _globals['_TOOLEXECUTIONRESULT']._serialized_start=1966
-  _globals['_TOOLEXECUTIONRESULT']._serialized_end=2224
-  _globals['_AGENTSERVICE']._serialized_start=2931
-  _globals['_AGENTSERVICE']._serialized_end=3646
+  _globals['_AGENTMESSAGE']._serialized_end=653
+  _globals['_AGENTMESSAGE_METADATAENTRY']._serialized_start=594
+  _globals['_AGENTMESSAGE_METADATAENTRY']._serialized_end=653
+  _globals['_AGENTTASK']._serialized_start=656
+  _globals['_AGENTTASK']._serialized_end=923
+  _globals['_TASKRESULT']._serialized_start=926
+  _globals['_TASKRESULT']._serialized_end=1206
+  _globals['_AGENTSTATUS']._serialized_start=1209
+  _globals['_AGENTSTATUS']._serialized_end=1396
+  _globals['_MEMORYITEM']._serialized_start=1399
+  _globals['_MEMORYITEM']._serialized_end=1780
+  _globals['_MEMORYITEM_METADATAENTRY']._serialized_start=594
+  _globals['_MEMORYITEM_METADATAENTRY']._serialized_end=653
+  _globals['_MEMORYQUERY']._serialized_start=1783
+  _globals['_MEMORYQUERY']._serialized_end=2063
+  _globals['_MEMORYMATCH']._serialized_start=2065
+  _globals['_MEMORYMATCH']._serialized_end=2155
+  _globals['_MEMORYRECALL']._serialized_start=2157
+  _globals['_MEMORYRECALL']._serialized_end=2269
+  _globals['_TOOLEXECUTIONREQUEST']._serialized_start=2272
+  _globals['_TOOLEXECUTIONREQUEST']._serialized_end=2493
+  _globals['_TOOLEXECUTIONRESULT']._serialized_start=2496
+  _globals['_TOOLEXECUTIONRESULT']._serialized_end=2754
+  _globals['_AGENTSERVICE']._serialized_start=3561
+  _globals['_AGENTSERVICE']._serialized_end=4389
 # @@protoc_insertion_point(module_scope)

@@ -52,6 +52,12 @@ class MemoryType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEMORY_TYPE_LONG_TERM: _ClassVar[MemoryType]
     MEMORY_TYPE_EPISODIC: _ClassVar[MemoryType]
     MEMORY_TYPE_SEMANTIC: _ClassVar[MemoryType]
+
+class MemoryOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEMORY_ORDER_UNSPECIFIED: _ClassVar[MemoryOrder]
+    MEMORY_ORDER_SIMILARITY: _ClassVar[MemoryOrder]
+    MEMORY_ORDER_RECENCY: _ClassVar[MemoryOrder]
 MESSAGE_KIND_UNSPECIFIED: MessageKind
 MESSAGE_KIND_TEXT: MessageKind
 MESSAGE_KIND_COMMAND: MessageKind
@@ -76,9 +82,12 @@ MEMORY_TYPE_SHORT_TERM: MemoryType
 MEMORY_TYPE_LONG_TERM: MemoryType
 MEMORY_TYPE_EPISODIC: MemoryType
 MEMORY_TYPE_SEMANTIC: MemoryType
+MEMORY_ORDER_UNSPECIFIED: MemoryOrder
+MEMORY_ORDER_SIMILARITY: MemoryOrder
+MEMORY_ORDER_RECENCY: MemoryOrder
 
 class AgentMessage(_message.Message):
-    __slots__ = ("message_id", "source_agent_id", "target_agent_id", "content", "kind", "metadata", "session_id")
+    __slots__ = ("message_id", "source_agent_id", "target_agent_id", "content", "kind", "metadata", "session_id", "in_reply_to")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +102,7 @@ class AgentMessage(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    IN_REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     source_agent_id: str
     target_agent_id: str
@@ -100,7 +110,8 @@ class AgentMessage(_message.Message):
     kind: MessageKind
     metadata: _containers.ScalarMap[str, str]
     session_id: str
-    def __init__(self, message_id: _Optional[str] = ..., source_agent_id: _Optional[str] = ..., target_agent_id: _Optional[str] = ..., content: _Optional[str] = ..., kind: _Optional[_Union[MessageKind, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., session_id: _Optional[str] = ...) -> None: ...
+    in_reply_to: str
+    def __init__(self, message_id: _Optional[str] = ..., source_agent_id: _Optional[str] = ..., target_agent_id: _Optional[str] = ..., content: _Optional[str] = ..., kind: _Optional[_Union[MessageKind, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., session_id: _Optional[str] = ..., in_reply_to: _Optional[str] = ...) -> None: ...
 
 class AgentTask(_message.Message):
     __slots__ = ("task_id", "agent_id", "task_type", "parameters", "priority")
@@ -166,6 +177,38 @@ class MemoryItem(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, agent_id: _Optional[str] = ..., memory_id: _Optional[str] = ..., memory_type: _Optional[_Union[MemoryType, str]] = ..., content: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class MemoryQuery(_message.Message):
+    __slots__ = ("query_id", "agent_id", "text", "order", "memory_type", "limit")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    agent_id: str
+    text: str
+    order: MemoryOrder
+    memory_type: MemoryType
+    limit: int
+    def __init__(self, query_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., text: _Optional[str] = ..., order: _Optional[_Union[MemoryOrder, str]] = ..., memory_type: _Optional[_Union[MemoryType, str]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class MemoryMatch(_message.Message):
+    __slots__ = ("item", "similarity")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    item: MemoryItem
+    similarity: float
+    def __init__(self, item: _Optional[_Union[MemoryItem, _Mapping]] = ..., similarity: _Optional[float] = ...) -> None: ...
+
+class MemoryRecall(_message.Message):
+    __slots__ = ("query_id", "matches")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    matches: _containers.RepeatedCompositeFieldContainer[MemoryMatch]
+    def __init__(self, query_id: _Optional[str] = ..., matches: _Optional[_Iterable[_Union[MemoryMatch, _Mapping]]] = ...) -> None: ...
 
 class ToolExecutionRequest(_message.Message):
     __slots__ = ("call_id", "agent_id", "tool_name", "arguments")

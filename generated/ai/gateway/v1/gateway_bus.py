@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import ClassVar, Final, Unpack
 
@@ -24,10 +25,12 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
 
-_ENUM0: Final = frozenset({0, 1, 2, 3, 4})
-_ENUM1: Final = frozenset({0, 1, 2, 3})
+_ENUM0: Final = frozenset({0, 1, 2})
+_ENUM1: Final = frozenset({0, 1, 2, 3, 4})
+_RE2: Final = re.compile("^[A-Za-z_][A-Za-z0-9_-]*$")
+_ENUM3: Final = frozenset({0, 1, 2, 3})
 
 
 def validate_llm_parameters(m: gateway_pb2.LlmParameters, prefix: str = '') -> list[Violation]:
@@ -50,6 +53,8 @@ def validate_llm_parameters(m: gateway_pb2.LlmParameters, prefix: str = '') -> l
             out.append(Violation(prefix + "top_p", "lte", f"{m.top_p} is above 1"))
     if len(m.stop) > 16:
         out.append(Violation(prefix + "stop", "max_items", f"has {len(m.stop)} items, more than 16"))
+    if m.response_format not in _ENUM0:
+        out.append(Violation(prefix + "response_format", "defined_only", f"{m.response_format} is not a defined value"))
     return out
 
 
@@ -58,12 +63,57 @@ def validate_chat_message(m: gateway_pb2.ChatMessage, prefix: str = '') -> list[
     out: list[Violation] = []
     if not m.role:
         out.append(Violation(prefix + "role", "required", "must be set"))
-    if m.role not in _ENUM0:
+    if m.role not in _ENUM1:
         out.append(Violation(prefix + "role", "defined_only", f"{m.role} is not a defined value"))
     v = m.content
     if v:
         if len(v) > 1048576:
             out.append(Violation(prefix + "content", "max_len", f"length {len(v)} exceeds 1048576"))
+    if len(m.tool_calls) > 128:
+        out.append(Violation(prefix + "tool_calls", "max_items", f"has {len(m.tool_calls)} items, more than 128"))
+    for i, item in enumerate(m.tool_calls):
+        out.extend(validate_tool_call(item, f"{prefix}tool_calls[{i}]."))
+    v = m.tool_call_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "tool_call_id", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_tool_definition(m: gateway_pb2.ToolDefinition, prefix: str = '') -> list[Violation]:
+    """Check ai.gateway.v1.ToolDefinition against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.name
+    if not v:
+        out.append(Violation(prefix + "name", "required", "must be set"))
+    elif len(v) > 64:
+        out.append(Violation(prefix + "name", "max_len", f"length {len(v)} exceeds 64"))
+    elif _RE2.search(v) is None:
+        out.append(Violation(prefix + "name", "pattern", "must match ^[A-Za-z_][A-Za-z0-9_-]*$"))
+    v = m.description
+    if v:
+        if len(v) > 4096:
+            out.append(Violation(prefix + "description", "max_len", f"length {len(v)} exceeds 4096"))
+    return out
+
+
+def validate_tool_call(m: gateway_pb2.ToolCall, prefix: str = '') -> list[Violation]:
+    """Check ai.gateway.v1.ToolCall against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.id
+    if not v:
+        out.append(Violation(prefix + "id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.name
+    if not v:
+        out.append(Violation(prefix + "name", "required", "must be set"))
+    elif len(v) > 64:
+        out.append(Violation(prefix + "name", "max_len", f"length {len(v)} exceeds 64"))
+    v = m.arguments
+    if v:
+        if len(v) > 1048576:
+            out.append(Violation(prefix + "arguments", "max_len", f"length {len(v)} exceeds 1048576"))
     return out
 
 
@@ -90,6 +140,10 @@ def validate_llm_request(m: gateway_pb2.LlmRequest, prefix: str = '') -> list[Vi
         out.append(Violation(prefix + "messages", "max_items", f"has {len(m.messages)} items, more than 1024"))
     for i, item in enumerate(m.messages):
         out.extend(validate_chat_message(item, f"{prefix}messages[{i}]."))
+    if len(m.tools) > 128:
+        out.append(Violation(prefix + "tools", "max_items", f"has {len(m.tools)} items, more than 128"))
+    for i, tools_item in enumerate(m.tools):
+        out.extend(validate_tool_definition(tools_item, f"{prefix}tools[{i}]."))
     return out
 
 
@@ -107,8 +161,16 @@ def validate_llm_response(m: gateway_pb2.LlmResponse, prefix: str = '') -> list[
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
-    if m.finish_reason not in _ENUM0:
+    if m.finish_reason not in _ENUM1:
         out.append(Violation(prefix + "finish_reason", "defined_only", f"{m.finish_reason} is not a defined value"))
+    v = m.provider
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
+    if len(m.tool_calls) > 128:
+        out.append(Violation(prefix + "tool_calls", "max_items", f"has {len(m.tool_calls)} items, more than 128"))
+    for i, item in enumerate(m.tool_calls):
+        out.extend(validate_tool_call(item, f"{prefix}tool_calls[{i}]."))
     return out
 
 
@@ -120,8 +182,18 @@ def validate_llm_chunk(m: gateway_pb2.LlmChunk, prefix: str = '') -> list[Violat
         out.append(Violation(prefix + "request_id", "required", "must be set"))
     elif len(v) > 128:
         out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
-    if m.finish_reason not in _ENUM0:
+    if m.finish_reason not in _ENUM1:
         out.append(Violation(prefix + "finish_reason", "defined_only", f"{m.finish_reason} is not a defined value"))
+    if m.cost < 0:
+        out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
+    v = m.model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.provider
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -161,6 +233,10 @@ def validate_embedding_result(m: gateway_pb2.EmbeddingResult, prefix: str = '') 
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
     if m.cost < 0:
         out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
+    v = m.provider
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -173,7 +249,7 @@ def validate_rate_limit_event(m: gateway_pb2.RateLimitEvent, prefix: str = '') -
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
     if not m.scope:
         out.append(Violation(prefix + "scope", "required", "must be set"))
-    if m.scope not in _ENUM1:
+    if m.scope not in _ENUM3:
         out.append(Violation(prefix + "scope", "defined_only", f"{m.scope} is not a defined value"))
     return out
 
@@ -204,7 +280,7 @@ def validate_provider_health(m: gateway_pb2.ProviderHealth, prefix: str = '') ->
         out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
     if not m.state:
         out.append(Violation(prefix + "state", "required", "must be set"))
-    if m.state not in _ENUM1:
+    if m.state not in _ENUM3:
         out.append(Violation(prefix + "state", "defined_only", f"{m.state} is not a defined value"))
     if m.error_rate < 0:
         out.append(Violation(prefix + "error_rate", "gte", f"{m.error_rate} is below 0"))

@@ -25,17 +25,18 @@ _sym_db = _symbol_database.Default()
 from ai.options.v1 import options_pb2 as ai_dot_options_dot_v1_dot_options__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61i/gateway/v1/gateway.proto\x12\rai.gateway.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n\rLlmParameters\x12=\n\x0btemperature\x18\x01 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\x00@H\x00R\x0btemperature\x88\x01\x01\x12:\n\nmax_tokens\x18\x02 \x01(\rB\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\xf0?1\x00\x00\x00\x00\x80\x84.AH\x01R\tmaxTokens\x88\x01\x01\x12\x30\n\x05top_p\x18\x03 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?H\x02R\x04topP\x88\x01\x01\x12\x1a\n\x04stop\x18\x04 \x03(\tB\x06\x92\xb5\x18\x02@\x10R\x04stopB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_p\"d\n\x0b\x43hatMessage\x12\x31\n\x04role\x18\x01 \x01(\x0e\x32\x13.ai.gateway.v1.RoleB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x04role\x12\"\n\x07\x63ontent\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\x07\x63ontent\"\xfa\x01\n\nLlmRequest\x12*\n\nrequest_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\trequestId\x12 \n\x06prompt\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\x06prompt\x12\x1f\n\x05model\x18\x03 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x05model\x12<\n\nparameters\x18\x04 \x01(\x0b\x32\x1c.ai.gateway.v1.LlmParametersR\nparameters\x12?\n\x08messages\x18\x05 \x03(\x0b\x32\x1a.ai.gateway.v1.ChatMessageB\x07\x92\xb5\x18\x03@\x80\x08R\x08messages\"Z\n\nTokenUsage\x12\x16\n\x06prompt\x18\x01 \x01(\rR\x06prompt\x12\x1e\n\ncompletion\x18\x02 \x01(\rR\ncompletion\x12\x14\n\x05total\x18\x03 \x01(\rR\x05total\"\xe1\x02\n\x0bLlmResponse\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x1a\n\x08response\x18\x02 \x01(\tR\x08response\x12\x31\n\x06tokens\x18\x03 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x04 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12\x1d\n\x05model\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12H\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1b.ai.gateway.v1.FinishReasonB\x06\x92\xb5\x18\x02H\x01R\x0c\x66inishReason\x12\x16\n\x06\x63\x61\x63hed\x18\x07 \x01(\x08R\x06\x63\x61\x63hed\x12\x35\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"\xdd\x01\n\x08LlmChunk\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x14\n\x05index\x18\x02 \x01(\rR\x05index\x12\x14\n\x05\x64\x65lta\x18\x03 \x01(\tR\x05\x64\x65lta\x12\x31\n\x06tokens\x18\x04 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12H\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x1b.ai.gateway.v1.FinishReasonB\x06\x92\xb5\x18\x02H\x01R\x0c\x66inishReason\"\xa4\x01\n\x10\x45mbeddingRequest\x12*\n\nrequest_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\trequestId\x12\x1f\n\x05model\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x05model\x12\x1f\n\x05texts\x18\x03 \x03(\tB\t\x92\xb5\x18\x05\x38\x01@\x80\x10R\x05texts\x12\"\n\x08text_ids\x18\x04 \x03(\tB\x07\x92\xb5\x18\x03@\x80\x10R\x07textIds\"\'\n\tEmbedding\x12\x1a\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01R\x06values\"\x85\x02\n\x0f\x45mbeddingResult\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x1d\n\x05model\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12\x38\n\nembeddings\x18\x03 \x03(\x0b\x32\x18.ai.gateway.v1.EmbeddingR\nembeddings\x12\x19\n\x08text_ids\x18\x04 \x03(\tR\x07textIds\x12\x31\n\x06tokens\x18\x05 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x06 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\"\xa9\x02\n\x0eRateLimitEvent\x12\x1d\n\x05model\x18\x01 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12=\n\x05scope\x18\x02 \x01(\x0e\x32\x1d.ai.gateway.v1.RateLimitScopeB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05scope\x12\x14\n\x05limit\x18\x03 \x01(\x01R\x05limit\x12\x18\n\x07\x63urrent\x18\x04 \x01(\x01R\x07\x63urrent\x12\x1a\n\x08rejected\x18\x05 \x01(\x08R\x08rejected\x12\x31\n\x06window\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06window\x12:\n\x0bretry_after\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\nretryAfter\"\x8d\x01\n\x11\x43\x61\x63heInvalidation\x12&\n\ncache_keys\x18\x01 \x03(\tB\x07\x92\xb5\x18\x03@\x90NR\tcacheKeys\x12\x1d\n\x05model\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12\x10\n\x03\x61ll\x18\x03 \x01(\x08R\x03\x61ll\x12\x1f\n\x06reason\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x08R\x06reason\"\xa1\x02\n\x0eProviderHealth\x12%\n\x08provider\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08provider\x12:\n\x05state\x18\x02 \x01(\x0e\x32\x1a.ai.gateway.v1.HealthStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state\x12:\n\x0blatency_p95\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\nlatencyP95\x12\x35\n\nerror_rate\x18\x04 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?R\terrorRate\x12\x39\n\nchecked_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcheckedAt\"\x87\x02\n\tCostAlert\x12&\n\x08\x61lert_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x07\x61lertId\x12+\n\tthreshold\x18\x02 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\tthreshold\x12\x30\n\x0c\x63urrent_cost\x18\x03 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x0b\x63urrentCost\x12\x31\n\x06period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06period\x12\x1d\n\x05model\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12!\n\x07message\x18\x06 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x07message*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04*\x89\x01\n\x0eRateLimitScope\x12 \n\x1cRATE_LIMIT_SCOPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RATE_LIMIT_SCOPE_REQUESTS\x10\x01\x12\x1b\n\x17RATE_LIMIT_SCOPE_TOKENS\x10\x02\x12\x19\n\x15RATE_LIMIT_SCOPE_COST\x10\x03*|\n\x0bHealthState\x12\x1c\n\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14HEALTH_STATE_HEALTHY\x10\x01\x12\x19\n\x15HEALTH_STATE_DEGRADED\x10\x02\x12\x1a\n\x16HEALTH_STATE_UNHEALTHY\x10\x03\x32\x9a\x06\n\x0eGatewayService\x12s\n\x08Requests\x12\x19.ai.gateway.v1.LlmRequest\x1a\x1a.ai.gateway.v1.LlmResponse\"0\x8a\xb5\x18,\n\x08requests\x10\x03\x1a\x0fgateway.workers \xe0\xd4\x03\x32\tresponses\x12R\n\tResponses\x12\x1a.ai.gateway.v1.LlmResponse\x1a\x16.google.protobuf.Empty\"\x11\x8a\xb5\x18\r\n\tresponses\x10\x01\x12\x63\n\x06Stream\x12\x19.ai.gateway.v1.LlmRequest\x1a\x17.ai.gateway.v1.LlmChunk\"#\x8a\xb5\x18\x1f\n\x06stream\x10\x04\x1a\x0fgateway.workers \xe0\xd4\x03\x30\x01\x12V\n\tRateLimit\x12\x1d.ai.gateway.v1.RateLimitEvent\x1a\x16.google.protobuf.Empty\"\x12\x8a\xb5\x18\x0e\n\nrate-limit\x10\x01\x12\x65\n\x0f\x43\x61\x63heInvalidate\x12 .ai.gateway.v1.CacheInvalidation\x1a\x16.google.protobuf.Empty\"\x18\x8a\xb5\x18\x14\n\x10\x63\x61\x63he.invalidate\x10\x01\x12O\n\x06Health\x12\x1d.ai.gateway.v1.ProviderHealth\x1a\x16.google.protobuf.Empty\"\x0e\x8a\xb5\x18\n\n\x06health\x10\x01\x12S\n\nCostAlerts\x12\x18.ai.gateway.v1.CostAlert\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\x0b\x63ost-alerts\x10\x01\x12u\n\nEmbeddings\x12\x1f.ai.gateway.v1.EmbeddingRequest\x1a\x1e.ai.gateway.v1.EmbeddingResult\"&\x8a\xb5\x18\"\n\nembeddings\x10\x03\x1a\x0fgateway.workers \x90NB\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61i/gateway/v1/gateway.proto\x12\rai.gateway.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n\rLlmParameters\x12=\n\x0btemperature\x18\x01 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\x00@H\x00R\x0btemperature\x88\x01\x01\x12:\n\nmax_tokens\x18\x02 \x01(\rB\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\xf0?1\x00\x00\x00\x00\x80\x84.AH\x01R\tmaxTokens\x88\x01\x01\x12\x30\n\x05top_p\x18\x03 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?H\x02R\x04topP\x88\x01\x01\x12\x1a\n\x04stop\x18\x04 \x03(\tB\x06\x92\xb5\x18\x02@\x10R\x04stop\x12N\n\x0fresponse_format\x18\x05 \x01(\x0e\x32\x1d.ai.gateway.v1.ResponseFormatB\x06\x92\xb5\x18\x02H\x01R\x0eresponseFormatB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_p\"\xd0\x01\n\x0b\x43hatMessage\x12\x31\n\x04role\x18\x01 \x01(\x0e\x32\x13.ai.gateway.v1.RoleB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x04role\x12\"\n\x07\x63ontent\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\x07\x63ontent\x12?\n\ntool_calls\x18\x03 \x03(\x0b\x32\x17.ai.gateway.v1.ToolCallB\x07\x92\xb5\x18\x03@\x80\x01R\ttoolCalls\x12)\n\x0ctool_call_id\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\ntoolCallId\"\xad\x01\n\x0eToolDefinition\x12\x37\n\x04name\x18\x01 \x01(\tB#\x92\xb5\x18\x1f\x08\x01\x18@\"\x19^[A-Za-z_][A-Za-z0-9_-]*$R\x04name\x12)\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x0b\x64\x65scription\x12\x37\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\"k\n\x08ToolCall\x12\x19\n\x02id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x02id\x12\x1c\n\x04name\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x04name\x12&\n\targuments\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\targuments\"\xb8\x02\n\nLlmRequest\x12*\n\nrequest_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\trequestId\x12 \n\x06prompt\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80@R\x06prompt\x12\x1f\n\x05model\x18\x03 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x05model\x12<\n\nparameters\x18\x04 \x01(\x0b\x32\x1c.ai.gateway.v1.LlmParametersR\nparameters\x12?\n\x08messages\x18\x05 \x03(\x0b\x32\x1a.ai.gateway.v1.ChatMessageB\x07\x92\xb5\x18\x03@\x80\x08R\x08messages\x12<\n\x05tools\x18\x06 \x03(\x0b\x32\x1d.ai.gateway.v1.ToolDefinitionB\x07\x92\xb5\x18\x03@\x80\x01R\x05tools\"Z\n\nTokenUsage\x12\x16\n\x06prompt\x18\x01 \x01(\rR\x06prompt\x12\x1e\n\ncompletion\x18\x02 \x01(\rR\ncompletion\x12\x14\n\x05total\x18\x03 \x01(\rR\x05total\"\xc7\x03\n\x0bLlmResponse\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x1a\n\x08response\x18\x02 \x01(\tR\x08response\x12\x31\n\x06tokens\x18\x03 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x04 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12\x1d\n\x05model\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12H\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1b.ai.gateway.v1.FinishReasonB\x06\x92\xb5\x18\x02H\x01R\x0c\x66inishReason\x12\x16\n\x06\x63\x61\x63hed\x18\x07 \x01(\x08R\x06\x63\x61\x63hed\x12\x35\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12#\n\x08provider\x18\t \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x08provider\x12?\n\ntool_calls\x18\n \x03(\x0b\x32\x17.ai.gateway.v1.ToolCallB\x07\x92\xb5\x18\x03@\x80\x01R\ttoolCalls\"\x93\x03\n\x08LlmChunk\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x14\n\x05index\x18\x02 \x01(\rR\x05index\x12\x14\n\x05\x64\x65lta\x18\x03 \x01(\tR\x05\x64\x65lta\x12\x31\n\x06tokens\x18\x04 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12H\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x1b.ai.gateway.v1.FinishReasonB\x06\x92\xb5\x18\x02H\x01R\x0c\x66inishReason\x12!\n\x04\x63ost\x18\x06 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12\x1d\n\x05model\x18\x07 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12#\n\x08provider\x18\x08 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x08provider\x12\x16\n\x06\x63\x61\x63hed\x18\t \x01(\x08R\x06\x63\x61\x63hed\x12\x35\n\x08\x64uration\x18\n \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"\xa4\x01\n\x10\x45mbeddingRequest\x12*\n\nrequest_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\trequestId\x12\x1f\n\x05model\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x05model\x12\x1f\n\x05texts\x18\x03 \x03(\tB\t\x92\xb5\x18\x05\x38\x01@\x80\x10R\x05texts\x12\"\n\x08text_ids\x18\x04 \x03(\tB\x07\x92\xb5\x18\x03@\x80\x10R\x07textIds\"\'\n\tEmbedding\x12\x1a\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01R\x06values\"\xf9\x02\n\x0f\x45mbeddingResult\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x1d\n\x05model\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12\x38\n\nembeddings\x18\x03 \x03(\x0b\x32\x18.ai.gateway.v1.EmbeddingR\nembeddings\x12\x19\n\x08text_ids\x18\x04 \x03(\tR\x07textIds\x12\x31\n\x06tokens\x18\x05 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x06 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12#\n\x08provider\x18\x07 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x08provider\x12\x35\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12\x16\n\x06\x63\x61\x63hed\x18\t \x01(\rR\x06\x63\x61\x63hed\"\xa9\x02\n\x0eRateLimitEvent\x12\x1d\n\x05model\x18\x01 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12=\n\x05scope\x18\x02 \x01(\x0e\x32\x1d.ai.gateway.v1.RateLimitScopeB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05scope\x12\x14\n\x05limit\x18\x03 \x01(\x01R\x05limit\x12\x18\n\x07\x63urrent\x18\x04 \x01(\x01R\x07\x63urrent\x12\x1a\n\x08rejected\x18\x05 \x01(\x08R\x08rejected\x12\x31\n\x06window\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06window\x12:\n\x0bretry_after\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\nretryAfter\"\x8d\x01\n\x11\x43\x61\x63heInvalidation\x12&\n\ncache_keys\x18\x01 \x03(\tB\x07\x92\xb5\x18\x03@\x90NR\tcacheKeys\x12\x1d\n\x05model\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12\x10\n\x03\x61ll\x18\x03 \x01(\x08R\x03\x61ll\x12\x1f\n\x06reason\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x08R\x06reason\"\xa1\x02\n\x0eProviderHealth\x12%\n\x08provider\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x08provider\x12:\n\x05state\x18\x02 \x01(\x0e\x32\x1a.ai.gateway.v1.HealthStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state\x12:\n\x0blatency_p95\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\nlatencyP95\x12\x35\n\nerror_rate\x18\x04 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?R\terrorRate\x12\x39\n\nchecked_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcheckedAt\"\x87\x02\n\tCostAlert\x12&\n\x08\x61lert_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x07\x61lertId\x12+\n\tthreshold\x18\x02 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\tthreshold\x12\x30\n\x0c\x63urrent_cost\x18\x03 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x0b\x63urrentCost\x12\x31\n\x06period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06period\x12\x1d\n\x05model\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12!\n\x07message\x18\x06 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x07message*e\n\x0eResponseFormat\x12\x1f\n\x1bRESPONSE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14RESPONSE_FORMAT_TEXT\x10\x01\x12\x18\n\x14RESPONSE_FORMAT_JSON\x10\x02*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04*\x89\x01\n\x0eRateLimitScope\x12 \n\x1cRATE_LIMIT_SCOPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RATE_LIMIT_SCOPE_REQUESTS\x10\x01\x12\x1b\n\x17RATE_LIMIT_SCOPE_TOKENS\x10\x02\x12\x19\n\x15RATE_LIMIT_SCOPE_COST\x10\x03*|\n\x0bHealthState\x12\x1c\n\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14HEALTH_STATE_HEALTHY\x10\x01\x12\x19\n\x15HEALTH_STATE_DEGRADED\x10\x02\x12\x1a\n\x16HEALTH_STATE_UNHEALTHY\x10\x03\x32\x9a\x06\n\x0eGatewayService\x12s\n\x08Requests\x12\x19.ai.gateway.v1.LlmRequest\x1a\x1a.ai.gateway.v1.LlmResponse\"0\x8a\xb5\x18,\n\x08requests\x10\x03\x1a\x0fgateway.workers \xe0\xd4\x03\x32\tresponses\x12R\n\tResponses\x12\x1a.ai.gateway.v1.LlmResponse\x1a\x16.google.protobuf.Empty\"\x11\x8a\xb5\x18\r\n\tresponses\x10\x01\x12\x63\n\x06Stream\x12\x19.ai.gateway.v1.LlmRequest\x1a\x17.ai.gateway.v1.LlmChunk\"#\x8a\xb5\x18\x1f\n\x06stream\x10\x04\x1a\x0fgateway.workers \xe0\xd4\x03\x30\x01\x12V\n\tRateLimit\x12\x1d.ai.gateway.v1.RateLimitEvent\x1a\x16.google.protobuf.Empty\"\x12\x8a\xb5\x18\x0e\n\nrate-limit\x10\x01\x12\x65\n\x0f\x43\x61\x63heInvalidate\x12 .ai.gateway.v1.CacheInvalidation\x1a\x16.google.protobuf.Empty\"\x18\x8a\xb5\x18\x14\n\x10\x63\x61\x63he.invalidate\x10\x01\x12O\n\x06Health\x12\x1d.ai.gateway.v1.ProviderHealth\x1a\x16.google.protobuf.Empty\"\x0e\x8a\xb5\x18\n\n\x06health\x10\x01\x12S\n\nCostAlerts\x12\x18.ai.gateway.v1.CostAlert\x1a\x16.google.protobuf.Empty\"\x13\x8a\xb5\x18\x0f\n\x0b\x63ost-alerts\x10\x01\x12u\n\nEmbeddings\x12\x1f.ai.gateway.v1.EmbeddingRequest\x1a\x1e.ai.gateway.v1.EmbeddingResult\"&\x8a\xb5\x18\"\n\nembeddings\x10\x03\x1a\x0fgateway.workers \x90NB\x06\x9a\xb5\x18\x02\x08\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai.gateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\002\010\001'
+  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\002\010\002'
   _globals['_LLMPARAMETERS'].fields_by_name['temperature']._loaded_options = None
   _globals['_LLMPARAMETERS'].fields_by_name['temperature']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\000\0001\000\000\000\000\000\000\000@'
   _globals['_LLMPARAMETERS'].fields_by_name['max_tokens']._loaded_options = None
@@ -44,10 +45,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LLMPARAMETERS'].fields_by_name['top_p']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\000\0001\000\000\000\000\000\000\360?'
   _globals['_LLMPARAMETERS'].fields_by_name['stop']._loaded_options = None
   _globals['_LLMPARAMETERS'].fields_by_name['stop']._serialized_options = b'\222\265\030\002@\020'
+  _globals['_LLMPARAMETERS'].fields_by_name['response_format']._loaded_options = None
+  _globals['_LLMPARAMETERS'].fields_by_name['response_format']._serialized_options = b'\222\265\030\002H\001'
   _globals['_CHATMESSAGE'].fields_by_name['role']._loaded_options = None
   _globals['_CHATMESSAGE'].fields_by_name['role']._serialized_options = b'\222\265\030\004\010\001H\001'
   _globals['_CHATMESSAGE'].fields_by_name['content']._loaded_options = None
   _globals['_CHATMESSAGE'].fields_by_name['content']._serialized_options = b'\222\265\030\004\030\200\200@'
+  _globals['_CHATMESSAGE'].fields_by_name['tool_calls']._loaded_options = None
+  _globals['_CHATMESSAGE'].fields_by_name['tool_calls']._serialized_options = b'\222\265\030\003@\200\001'
+  _globals['_CHATMESSAGE'].fields_by_name['tool_call_id']._loaded_options = None
+  _globals['_CHATMESSAGE'].fields_by_name['tool_call_id']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_TOOLDEFINITION'].fields_by_name['name']._loaded_options = None
+  _globals['_TOOLDEFINITION'].fields_by_name['name']._serialized_options = b'\222\265\030\037\010\001\030@\"\031^[A-Za-z_][A-Za-z0-9_-]*$'
+  _globals['_TOOLDEFINITION'].fields_by_name['description']._loaded_options = None
+  _globals['_TOOLDEFINITION'].fields_by_name['description']._serialized_options = b'\222\265\030\003\030\200 '
+  _globals['_TOOLCALL'].fields_by_name['id']._loaded_options = None
+  _globals['_TOOLCALL'].fields_by_name['id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_TOOLCALL'].fields_by_name['name']._loaded_options = None
+  _globals['_TOOLCALL'].fields_by_name['name']._serialized_options = b'\222\265\030\004\010\001\030@'
+  _globals['_TOOLCALL'].fields_by_name['arguments']._loaded_options = None
+  _globals['_TOOLCALL'].fields_by_name['arguments']._serialized_options = b'\222\265\030\004\030\200\200@'
   _globals['_LLMREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_LLMREQUEST'].fields_by_name['request_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_LLMREQUEST'].fields_by_name['prompt']._loaded_options = None
@@ -56,6 +73,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LLMREQUEST'].fields_by_name['model']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_LLMREQUEST'].fields_by_name['messages']._loaded_options = None
   _globals['_LLMREQUEST'].fields_by_name['messages']._serialized_options = b'\222\265\030\003@\200\010'
+  _globals['_LLMREQUEST'].fields_by_name['tools']._loaded_options = None
+  _globals['_LLMREQUEST'].fields_by_name['tools']._serialized_options = b'\222\265\030\003@\200\001'
   _globals['_LLMRESPONSE'].fields_by_name['request_id']._loaded_options = None
   _globals['_LLMRESPONSE'].fields_by_name['request_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_LLMRESPONSE'].fields_by_name['cost']._loaded_options = None
@@ -64,10 +83,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LLMRESPONSE'].fields_by_name['model']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_LLMRESPONSE'].fields_by_name['finish_reason']._loaded_options = None
   _globals['_LLMRESPONSE'].fields_by_name['finish_reason']._serialized_options = b'\222\265\030\002H\001'
+  _globals['_LLMRESPONSE'].fields_by_name['provider']._loaded_options = None
+  _globals['_LLMRESPONSE'].fields_by_name['provider']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_LLMRESPONSE'].fields_by_name['tool_calls']._loaded_options = None
+  _globals['_LLMRESPONSE'].fields_by_name['tool_calls']._serialized_options = b'\222\265\030\003@\200\001'
   _globals['_LLMCHUNK'].fields_by_name['request_id']._loaded_options = None
   _globals['_LLMCHUNK'].fields_by_name['request_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_LLMCHUNK'].fields_by_name['finish_reason']._loaded_options = None
   _globals['_LLMCHUNK'].fields_by_name['finish_reason']._serialized_options = b'\222\265\030\002H\001'
+  _globals['_LLMCHUNK'].fields_by_name['cost']._loaded_options = None
+  _globals['_LLMCHUNK'].fields_by_name['cost']._serialized_options = b'\222\265\030\t)\000\000\000\000\000\000\000\000'
+  _globals['_LLMCHUNK'].fields_by_name['model']._loaded_options = None
+  _globals['_LLMCHUNK'].fields_by_name['model']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_LLMCHUNK'].fields_by_name['provider']._loaded_options = None
+  _globals['_LLMCHUNK'].fields_by_name['provider']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_EMBEDDINGREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_EMBEDDINGREQUEST'].fields_by_name['request_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_EMBEDDINGREQUEST'].fields_by_name['model']._loaded_options = None
@@ -84,6 +113,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMBEDDINGRESULT'].fields_by_name['model']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_EMBEDDINGRESULT'].fields_by_name['cost']._loaded_options = None
   _globals['_EMBEDDINGRESULT'].fields_by_name['cost']._serialized_options = b'\222\265\030\t)\000\000\000\000\000\000\000\000'
+  _globals['_EMBEDDINGRESULT'].fields_by_name['provider']._loaded_options = None
+  _globals['_EMBEDDINGRESULT'].fields_by_name['provider']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_RATELIMITEVENT'].fields_by_name['model']._loaded_options = None
   _globals['_RATELIMITEVENT'].fields_by_name['model']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_RATELIMITEVENT'].fields_by_name['scope']._loaded_options = None
@@ -126,40 +157,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GATEWAYSERVICE'].methods_by_name['CostAlerts']._serialized_options = b'\212\265\030\017\n\013cost-alerts\020\001'
   _globals['_GATEWAYSERVICE'].methods_by_name['Embeddings']._loaded_options = None
   _globals['_GATEWAYSERVICE'].methods_by_name['Embeddings']._serialized_options = b'\212\265\030\"\n\nembeddings\020\003\032\017gateway.workers \220N'
-  _globals['_ROLE']._serialized_start=2930
-  _globals['_ROLE']._serialized_end=3025
-  _globals['_FINISHREASON']._serialized_start=3028
-  _globals['_FINISHREASON']._serialized_end=3187
-  _globals['_RATELIMITSCOPE']._serialized_start=3190
-  _globals['_RATELIMITSCOPE']._serialized_end=3327
-  _globals['_HEALTHSTATE']._serialized_start=3329
-  _globals['_HEALTHSTATE']._serialized_end=3453
-  _globals['_LLMPARAMETERS']._serialized_start=170
-  _globals['_LLMPARAMETERS']._serialized_end=427
-  _globals['_CHATMESSAGE']._serialized_start=429
-  _globals['_CHATMESSAGE']._serialized_end=529
-  _globals['_LLMREQUEST']._serialized_start=532
-  _globals['_LLMREQUEST']._serialized_end=782
-  _globals['_TOKENUSAGE']._serialized_start=784
-  _globals['_TOKENUSAGE']._serialized_end=874
-  _globals['_LLMRESPONSE']._serialized_start=877
-  _globals['_LLMRESPONSE']._serialized_end=1230
-  _globals['_LLMCHUNK']._serialized_start=1233
-  _globals['_LLMCHUNK']._serialized_end=1454
-  _globals['_EMBEDDINGREQUEST']._serialized_start=1457
-  _globals['_EMBEDDINGREQUEST']._serialized_end=1621
-  _globals['_EMBEDDING']._serialized_start=1623
-  _globals['_EMBEDDING']._serialized_end=1662
-  _globals['_EMBEDDINGRESULT']._serialized_start=1665
-  _globals['_EMBEDDINGRESULT']._serialized_end=1926
-  _globals['_RATELIMITEVENT']._serialized_start=1929
-  _globals['_RATELIMITEVENT']._serialized_end=2226
-  _globals['_CACHEINVALIDATION']._serialized_start=2229
-  _globals['_CACHEINVALIDATION']._serialized_end=2370
-  _globals['_PROVIDERHEALTH']._serialized_start=2373
-  _globals['_PROVIDERHEALTH']._serialized_end=2662
-  _globals['_COSTALERT']._serialized_start=2665
-  _globals['_COSTALERT']._serialized_end=2928
-  _globals['_GATEWAYSERVICE']._serialized_start=3456
-  _globals['_GATEWAYSERVICE']._serialized_end=4250
+  _globals['_RESPONSEFORMAT']._serialized_start=3896
+  _globals['_RESPONSEFORMAT']._serialized_end=3997
+  _globals['_ROLE']._serialized_start=3999
+  _globals['_ROLE']._serialized_end=4094
+  _globals['_FINISHREASON']._serialized_start=4097
+  _globals['_FINISHREASON']._serialized_end=4256
+  _globals['_RATELIMITSCOPE']._serialized_start=4259
+  _globals['_RATELIMITSCOPE']._serialized_end=4396
+  _globals['_HEALTHSTATE']._serialized_start=4398
+  _globals['_HEALTHSTATE']._serialized_end=4522
+  _globals['_LLMPARAMETERS']._serialized_start=200
+  _globals['_LLMPARAMETERS']._serialized_end=537
+  _globals['_CHATMESSAGE']._serialized_start=540
+  _globals['_CHATMESSAGE']._serialized_end=748
+  _globals['_TOOLDEFINITION']._serialized_start=751
+  _globals['_TOOLDEFINITION']._serialized_end=924
+  _globals['_TOOLCALL']._serialized_start=926
+  _globals['_TOOLCALL']._serialized_end=1033
+  _globals['_LLMREQUEST']._serialized_start=1036
+  _globals['_LLMREQUEST']._serialized_end=1348
+  _globals['_TOKENUSAGE']._serialized_start=1350
+  _globals['_TOKENUSAGE']._serialized_end=1440
+  _globals['_LLMRESPONSE']._serialized_start=1443
+  _globals['_LLMRESPONSE']._serialized_end=1898
+  _globals['_LLMCHUNK']._serialized_start=1901
+  _globals['_LLMCHUNK']._serialized_end=2304
+  _globals['_EMBEDDINGREQUEST']._serialized_start=2307
+  _globals['_EMBEDDINGREQUEST']._serialized_end=2471
+  _globals['_EMBEDDING']._serialized_start=2473
+  _globals['_EMBEDDING']._serialized_end=2512
+  _globals['_EMBEDDINGRESULT']._serialized_start=2515
+  _globals['_EMBEDDINGRESULT']._serialized_end=2892
+  _globals['_RATELIMITEVENT']._serialized_start=2895
+  _globals['_RATELIMITEVENT']._serialized_end=3192
+  _globals['_CACHEINVALIDATION']._serialized_start=3195
+  _globals['_CACHEINVALIDATION']._serialized_end=3336
+  _globals['_PROVIDERHEALTH']._serialized_start=3339
+  _globals['_PROVIDERHEALTH']._serialized_end=3628
+  _globals['_COSTALERT']._serialized_start=3631
+  _globals['_COSTALERT']._serialized_end=3894
+  _globals['_GATEWAYSERVICE']._serialized_start=4525
+  _globals['_GATEWAYSERVICE']._serialized_end=5319
 # @@protoc_insertion_point(module_scope)

@@ -80,6 +80,16 @@ def validate_usage_report_request(m: llmops_pb2.UsageReportRequest, prefix: str 
     return out
 
 
+def validate_model_usage(m: llmops_pb2.ModelUsage, prefix: str = '') -> list[Violation]:
+    """Check ai.llmops.v1.ModelUsage against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    if m.cache_hit_rate < 0:
+        out.append(Violation(prefix + "cache_hit_rate", "gte", f"{m.cache_hit_rate} is below 0"))
+    if m.cache_hit_rate > 1:
+        out.append(Violation(prefix + "cache_hit_rate", "lte", f"{m.cache_hit_rate} is above 1"))
+    return out
+
+
 def validate_usage_report(m: llmops_pb2.UsageReport, prefix: str = '') -> list[Violation]:
     """Check ai.llmops.v1.UsageReport against its contract rules; an empty list means valid."""
     out: list[Violation] = []
@@ -88,6 +98,12 @@ def validate_usage_report(m: llmops_pb2.UsageReport, prefix: str = '') -> list[V
         out.append(Violation(prefix + "report_id", "required", "must be set"))
     elif len(v) > 128:
         out.append(Violation(prefix + "report_id", "max_len", f"length {len(v)} exceeds 128"))
+    for i, item in enumerate(m.models):
+        out.extend(validate_model_usage(item, f"{prefix}models[{i}]."))
+    if m.cache_hit_rate < 0:
+        out.append(Violation(prefix + "cache_hit_rate", "gte", f"{m.cache_hit_rate} is below 0"))
+    if m.cache_hit_rate > 1:
+        out.append(Violation(prefix + "cache_hit_rate", "lte", f"{m.cache_hit_rate} is above 1"))
     return out
 
 

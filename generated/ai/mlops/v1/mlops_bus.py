@@ -27,6 +27,7 @@ from runtime.errors import Unimplemented
 SCHEMA_VERSION: Final = "1.1"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4})
+_ENUM1: Final = frozenset({0, 1, 2, 3})
 
 
 def validate_training_job(m: mlops_pb2.TrainingJob, prefix: str = '') -> list[Violation]:
@@ -47,6 +48,10 @@ def validate_training_job(m: mlops_pb2.TrainingJob, prefix: str = '') -> list[Vi
         out.append(Violation(prefix + "training_data", "required", "must be set"))
     elif len(v) > 2048:
         out.append(Violation(prefix + "training_data", "max_len", f"length {len(v)} exceeds 2048"))
+    v = m.model_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model_id", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -82,6 +87,10 @@ def validate_prediction_result(m: mlops_pb2.PredictionResult, prefix: str = '') 
         out.append(Violation(prefix + "confidence", "gte", f"{m.confidence} is below 0"))
     if m.confidence > 1:
         out.append(Violation(prefix + "confidence", "lte", f"{m.confidence} is above 1"))
+    v = m.model_version
+    if v:
+        if len(v) > 64:
+            out.append(Violation(prefix + "model_version", "max_len", f"length {len(v)} exceeds 64"))
     return out
 
 
@@ -112,6 +121,125 @@ def validate_model_deployment(m: mlops_pb2.ModelDeployment, prefix: str = '') ->
         out.append(Violation(prefix + "state", "required", "must be set"))
     if m.state not in _ENUM0:
         out.append(Violation(prefix + "state", "defined_only", f"{m.state} is not a defined value"))
+    return out
+
+
+def validate_model_version(m: mlops_pb2.ModelVersion, prefix: str = '') -> list[Violation]:
+    """Check ai.mlops.v1.ModelVersion against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.version
+    if not v:
+        out.append(Violation(prefix + "version", "required", "must be set"))
+    elif len(v) > 64:
+        out.append(Violation(prefix + "version", "max_len", f"length {len(v)} exceeds 64"))
+    v = m.model_type
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model_type", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.training_data
+    if v:
+        if len(v) > 2048:
+            out.append(Violation(prefix + "training_data", "max_len", f"length {len(v)} exceeds 2048"))
+    v = m.job_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "job_id", "max_len", f"length {len(v)} exceeds 128"))
+    if len(m.feature_names) > 10000:
+        out.append(Violation(prefix + "feature_names", "max_items", f"has {len(m.feature_names)} items, more than 10000"))
+    if len(m.classes) > 10000:
+        out.append(Violation(prefix + "classes", "max_items", f"has {len(m.classes)} items, more than 10000"))
+    return out
+
+
+def validate_model_query(m: mlops_pb2.ModelQuery, prefix: str = '') -> list[Violation]:
+    """Check ai.mlops.v1.ModelQuery against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.request_id
+    if not v:
+        out.append(Violation(prefix + "request_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.model_id
+    if not v:
+        out.append(Violation(prefix + "model_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "model_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.environment
+    if v:
+        if len(v) > 64:
+            out.append(Violation(prefix + "environment", "max_len", f"length {len(v)} exceeds 64"))
+    return out
+
+
+def validate_model_registry(m: mlops_pb2.ModelRegistry, prefix: str = '') -> list[Violation]:
+    """Check ai.mlops.v1.ModelRegistry against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.request_id
+    if not v:
+        out.append(Violation(prefix + "request_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.model_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model_id", "max_len", f"length {len(v)} exceeds 128"))
+    if len(m.versions) > 100000:
+        out.append(Violation(prefix + "versions", "max_items", f"has {len(m.versions)} items, more than 100000"))
+    for i, item in enumerate(m.versions):
+        out.extend(validate_model_version(item, f"{prefix}versions[{i}]."))
+    v = m.deployed_version
+    if v:
+        if len(v) > 64:
+            out.append(Violation(prefix + "deployed_version", "max_len", f"length {len(v)} exceeds 64"))
+    v = m.environment
+    if v:
+        if len(v) > 64:
+            out.append(Violation(prefix + "environment", "max_len", f"length {len(v)} exceeds 64"))
+    return out
+
+
+def validate_training_query(m: mlops_pb2.TrainingQuery, prefix: str = '') -> list[Violation]:
+    """Check ai.mlops.v1.TrainingQuery against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.request_id
+    if not v:
+        out.append(Violation(prefix + "request_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.job_id
+    if not v:
+        out.append(Violation(prefix + "job_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "job_id", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_training_status(m: mlops_pb2.TrainingStatus, prefix: str = '') -> list[Violation]:
+    """Check ai.mlops.v1.TrainingStatus against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.request_id
+    if not v:
+        out.append(Violation(prefix + "request_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.job_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "job_id", "max_len", f"length {len(v)} exceeds 128"))
+    if m.state not in _ENUM1:
+        out.append(Violation(prefix + "state", "defined_only", f"{m.state} is not a defined value"))
+    v = m.model_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.model_version
+    if v:
+        if len(v) > 64:
+            out.append(Violation(prefix + "model_version", "max_len", f"length {len(v)} exceeds 64"))
+    v = m.error
+    if v:
+        if len(v) > 4096:
+            out.append(Violation(prefix + "error", "max_len", f"length {len(v)} exceeds 4096"))
     return out
 
 
@@ -193,6 +321,58 @@ def mlops_deploy_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     return MLOPS_DEPLOY.subject(tenant_id, prefix)
 
 
+MLOPS_MODELS: Final[SubjectSpec[mlops_pb2.ModelQuery, mlops_pb2.ModelRegistry]] = SubjectSpec(
+    component="mlops",
+    operation="models",
+    service="ai.mlops.v1.MlopsService",
+    rpc="Models",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="mlops.registry",
+    request_type=mlops_pb2.ModelQuery,
+    reply_type=mlops_pb2.ModelRegistry,
+    timeout_ms=5000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/mlops/v1/mlops.proto",
+    validate_request=validate_model_query,
+    validate_reply=validate_model_registry,
+)
+"""ai.mlops.models.{tenant_id}: request/reply, balanced across queue group 'mlops.registry'."""
+MLOPS_MODELS_SUBJECT: Final = "ai.mlops.models.{tenant_id}"
+
+
+def mlops_models_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of MLOPS_MODELS; rejects an unsafe tenant id."""
+    return MLOPS_MODELS.subject(tenant_id, prefix)
+
+
+MLOPS_JOBS: Final[SubjectSpec[mlops_pb2.TrainingQuery, mlops_pb2.TrainingStatus]] = SubjectSpec(
+    component="mlops",
+    operation="jobs",
+    service="ai.mlops.v1.MlopsService",
+    rpc="Jobs",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="mlops.registry",
+    request_type=mlops_pb2.TrainingQuery,
+    reply_type=mlops_pb2.TrainingStatus,
+    timeout_ms=5000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/mlops/v1/mlops.proto",
+    validate_request=validate_training_query,
+    validate_reply=validate_training_status,
+)
+"""ai.mlops.jobs.{tenant_id}: request/reply, balanced across queue group 'mlops.registry'."""
+MLOPS_JOBS_SUBJECT: Final = "ai.mlops.jobs.{tenant_id}"
+
+
+def mlops_jobs_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of MLOPS_JOBS; rejects an unsafe tenant id."""
+    return MLOPS_JOBS.subject(tenant_id, prefix)
+
+
 class MlopsServiceClient:
     """Typed client of ai.mlops.v1.MlopsService: one method per subject, bound to one tenant."""
 
@@ -218,6 +398,14 @@ class MlopsServiceClient:
         """Publish to MLOPS_DEPLOY_SUBJECT."""
         await self._transport.publish(MLOPS_DEPLOY, payload, self._tenant_id, options)
 
+    async def models(self, payload: mlops_pb2.ModelQuery, **options: Unpack[CallOptions]) -> mlops_pb2.ModelRegistry:
+        """Request on MLOPS_MODELS_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(MLOPS_MODELS, payload, self._tenant_id, options)
+
+    async def jobs(self, payload: mlops_pb2.TrainingQuery, **options: Unpack[CallOptions]) -> mlops_pb2.TrainingStatus:
+        """Request on MLOPS_JOBS_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(MLOPS_JOBS, payload, self._tenant_id, options)
+
 
 class MlopsServiceHandler(ServiceHandler):
     """Serves ai.mlops.v1.MlopsService: override the operations this process handles.
@@ -230,6 +418,8 @@ class MlopsServiceHandler(ServiceHandler):
         (MLOPS_TRAINING, "training"),
         (MLOPS_PREDICTIONS, "predictions"),
         (MLOPS_DEPLOY, "deploy"),
+        (MLOPS_MODELS, "models"),
+        (MLOPS_JOBS, "jobs"),
     )
 
     async def training(self, request: mlops_pb2.TrainingJob, ctx: Context) -> None:
@@ -240,3 +430,9 @@ class MlopsServiceHandler(ServiceHandler):
 
     async def deploy(self, request: mlops_pb2.ModelDeployment, ctx: Context) -> None:
         raise Unimplemented(MLOPS_DEPLOY)
+
+    async def models(self, request: mlops_pb2.ModelQuery, ctx: Context) -> mlops_pb2.ModelRegistry:
+        raise Unimplemented(MLOPS_MODELS)
+
+    async def jobs(self, request: mlops_pb2.TrainingQuery, ctx: Context) -> mlops_pb2.TrainingStatus:
+        raise Unimplemented(MLOPS_JOBS)

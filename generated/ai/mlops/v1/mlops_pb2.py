@@ -26,9 +26,10 @@ from ai.options.v1 import options_pb2 as ai_dot_options_dot_v1_dot_options__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61i/mlops/v1/mlops.proto\x12\x0b\x61i.mlops.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xc4\x01\n\x0bTrainingJob\x12\"\n\x06job_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x05jobId\x12(\n\nmodel_type\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\tmodelType\x12.\n\rtraining_data\x18\x03 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x10R\x0ctrainingData\x12\x37\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\"\xa0\x01\n\x11PredictionRequest\x12\x30\n\rprediction_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x0cpredictionId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12\x33\n\x08\x66\x65\x61tures\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x08\x66\x65\x61tures\"\x84\x02\n\x10PredictionResult\x12.\n\rprediction_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x0cpredictionId\x12\"\n\x08model_id\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07modelId\x12/\n\x06output\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06output\x12\x36\n\nconfidence\x18\x04 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?R\nconfidence\x12\x33\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07latency\"\x82\x02\n\x0fModelDeployment\x12\x30\n\rdeployment_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x0c\x64\x65ploymentId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12-\n\rmodel_version\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x0cmodelVersion\x12*\n\x0b\x65nvironment\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x0b\x65nvironment\x12<\n\x05state\x18\x05 \x01(\x0e\x32\x1c.ai.mlops.v1.DeploymentStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state*\xaf\x01\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_DEPLOYED\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x03\x12 \n\x1c\x44\x45PLOYMENT_STATE_ROLLED_BACK\x10\x04\x32\xe7\x02\n\x0cMlopsService\x12u\n\x08Training\x12\x18.ai.mlops.v1.TrainingJob\x1a\x16.google.protobuf.Empty\"7\x8a\xb5\x18\x33\n\x08training\x10\x02\x1a\x0emlops.trainers*\x15\x08\x01\x10\x03\x18\x03 \xc0\xcf$*\x05\x90N\xe0\xd4\x03\x30\xc0\xcf$\x12v\n\x0bPredictions\x12\x1e.ai.mlops.v1.PredictionRequest\x1a\x1d.ai.mlops.v1.PredictionResult\"(\x8a\xb5\x18$\n\x0bpredictions\x10\x03\x1a\x10mlops.predictors \x90N\x12h\n\x06\x44\x65ploy\x12\x1c.ai.mlops.v1.ModelDeployment\x1a\x16.google.protobuf.Empty\"(\x8a\xb5\x18$\n\x06\x64\x65ploy\x10\x01*\x18\x08\x01\x10\x01\x18\x05 \xb0\xea\x01*\x04\xe8\x07\x88\'0\xc0\xcf$8\x80\xf5$B\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61i/mlops/v1/mlops.proto\x12\x0b\x61i.mlops.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x01\n\x0bTrainingJob\x12\"\n\x06job_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x05jobId\x12(\n\nmodel_type\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\tmodelType\x12.\n\rtraining_data\x18\x03 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x10R\x0ctrainingData\x12\x37\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\nparameters\x12\"\n\x08model_id\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07modelId\"\xa0\x01\n\x11PredictionRequest\x12\x30\n\rprediction_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x0cpredictionId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12\x33\n\x08\x66\x65\x61tures\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x08\x66\x65\x61tures\"\xb1\x02\n\x10PredictionResult\x12.\n\rprediction_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x0cpredictionId\x12\"\n\x08model_id\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07modelId\x12/\n\x06output\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06output\x12\x36\n\nconfidence\x18\x04 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?R\nconfidence\x12\x33\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07latency\x12+\n\rmodel_version\x18\x06 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0cmodelVersion\"\x82\x02\n\x0fModelDeployment\x12\x30\n\rdeployment_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x0c\x64\x65ploymentId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12-\n\rmodel_version\x18\x03 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x0cmodelVersion\x12*\n\x0b\x65nvironment\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x0b\x65nvironment\x12<\n\x05state\x18\x05 \x01(\x0e\x32\x1c.ai.mlops.v1.DeploymentStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state\"\xb2\x03\n\x0cModelVersion\x12\"\n\x07version\x18\x01 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x07version\x12&\n\nmodel_type\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\tmodelType\x12,\n\rtraining_data\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x10R\x0ctrainingData\x12\x1e\n\x06job_id\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05jobId\x12@\n\x07metrics\x18\x05 \x03(\x0b\x32&.ai.mlops.v1.ModelVersion.MetricsEntryR\x07metrics\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12,\n\rfeature_names\x18\x07 \x03(\tB\x07\x92\xb5\x18\x03@\x90NR\x0c\x66\x65\x61tureNames\x12!\n\x07\x63lasses\x18\x08 \x03(\tB\x07\x92\xb5\x18\x03@\x90NR\x07\x63lasses\x1a:\n\x0cMetricsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x02\x38\x01\"\x86\x01\n\nModelQuery\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12$\n\x08model_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07modelId\x12(\n\x0b\x65nvironment\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0b\x65nvironment\"\xfb\x01\n\rModelRegistry\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\"\n\x08model_id\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07modelId\x12?\n\x08versions\x18\x03 \x03(\x0b\x32\x19.ai.mlops.v1.ModelVersionB\x08\x92\xb5\x18\x04@\xa0\x8d\x06R\x08versions\x12\x31\n\x10\x64\x65ployed_version\x18\x04 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0f\x64\x65ployedVersion\x12(\n\x0b\x65nvironment\x18\x05 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0b\x65nvironment\"[\n\rTrainingQuery\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12 \n\x06job_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x05jobId\"\x84\x02\n\x0eTrainingStatus\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x1e\n\x06job_id\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05jobId\x12\x38\n\x05state\x18\x03 \x01(\x0e\x32\x1a.ai.mlops.v1.TrainingStateB\x06\x92\xb5\x18\x02H\x01R\x05state\x12\"\n\x08model_id\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07modelId\x12+\n\rmodel_version\x18\x05 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0cmodelVersion\x12\x1d\n\x05\x65rror\x18\x06 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x05\x65rror*\xaf\x01\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_DEPLOYED\x10\x02\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x03\x12 \n\x1c\x44\x45PLOYMENT_STATE_ROLLED_BACK\x10\x04*\x84\x01\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRAINING_STATE_RUNNING\x10\x01\x12\x1c\n\x18TRAINING_STATE_SUCCEEDED\x10\x02\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x03\x32\xab\x04\n\x0cMlopsService\x12u\n\x08Training\x12\x18.ai.mlops.v1.TrainingJob\x1a\x16.google.protobuf.Empty\"7\x8a\xb5\x18\x33\n\x08training\x10\x02\x1a\x0emlops.trainers*\x15\x08\x01\x10\x03\x18\x03 \xc0\xcf$*\x05\x90N\xe0\xd4\x03\x30\xc0\xcf$\x12v\n\x0bPredictions\x12\x1e.ai.mlops.v1.PredictionRequest\x1a\x1d.ai.mlops.v1.PredictionResult\"(\x8a\xb5\x18$\n\x0bpredictions\x10\x03\x1a\x10mlops.predictors \x90N\x12h\n\x06\x44\x65ploy\x12\x1c.ai.mlops.v1.ModelDeployment\x1a\x16.google.protobuf.Empty\"(\x8a\xb5\x18$\n\x06\x64\x65ploy\x10\x01*\x18\x08\x01\x10\x01\x18\x05 \xb0\xea\x01*\x04\xe8\x07\x88\'0\xc0\xcf$8\x80\xf5$\x12`\n\x06Models\x12\x17.ai.mlops.v1.ModelQuery\x1a\x1a.ai.mlops.v1.ModelRegistry\"!\x8a\xb5\x18\x1d\n\x06models\x10\x03\x1a\x0emlops.registry \x88\'\x12`\n\x04Jobs\x12\x1a.ai.mlops.v1.TrainingQuery\x1a\x1b.ai.mlops.v1.TrainingStatus\"\x1f\x8a\xb5\x18\x1b\n\x04jobs\x10\x03\x1a\x0emlops.registry \x88\'B\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +43,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAININGJOB'].fields_by_name['model_type']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_TRAININGJOB'].fields_by_name['training_data']._loaded_options = None
   _globals['_TRAININGJOB'].fields_by_name['training_data']._serialized_options = b'\222\265\030\005\010\001\030\200\020'
+  _globals['_TRAININGJOB'].fields_by_name['model_id']._loaded_options = None
+  _globals['_TRAININGJOB'].fields_by_name['model_id']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_PREDICTIONREQUEST'].fields_by_name['prediction_id']._loaded_options = None
   _globals['_PREDICTIONREQUEST'].fields_by_name['prediction_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_PREDICTIONREQUEST'].fields_by_name['model_id']._loaded_options = None
@@ -52,6 +55,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTIONRESULT'].fields_by_name['model_id']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_PREDICTIONRESULT'].fields_by_name['confidence']._loaded_options = None
   _globals['_PREDICTIONRESULT'].fields_by_name['confidence']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\000\0001\000\000\000\000\000\000\360?'
+  _globals['_PREDICTIONRESULT'].fields_by_name['model_version']._loaded_options = None
+  _globals['_PREDICTIONRESULT'].fields_by_name['model_version']._serialized_options = b'\222\265\030\002\030@'
   _globals['_MODELDEPLOYMENT'].fields_by_name['deployment_id']._loaded_options = None
   _globals['_MODELDEPLOYMENT'].fields_by_name['deployment_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_MODELDEPLOYMENT'].fields_by_name['model_id']._loaded_options = None
@@ -62,22 +67,86 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELDEPLOYMENT'].fields_by_name['environment']._serialized_options = b'\222\265\030\004\010\001\030@'
   _globals['_MODELDEPLOYMENT'].fields_by_name['state']._loaded_options = None
   _globals['_MODELDEPLOYMENT'].fields_by_name['state']._serialized_options = b'\222\265\030\004\010\001H\001'
+  _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELVERSION'].fields_by_name['version']._loaded_options = None
+  _globals['_MODELVERSION'].fields_by_name['version']._serialized_options = b'\222\265\030\004\010\001\030@'
+  _globals['_MODELVERSION'].fields_by_name['model_type']._loaded_options = None
+  _globals['_MODELVERSION'].fields_by_name['model_type']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_MODELVERSION'].fields_by_name['training_data']._loaded_options = None
+  _globals['_MODELVERSION'].fields_by_name['training_data']._serialized_options = b'\222\265\030\003\030\200\020'
+  _globals['_MODELVERSION'].fields_by_name['job_id']._loaded_options = None
+  _globals['_MODELVERSION'].fields_by_name['job_id']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_MODELVERSION'].fields_by_name['feature_names']._loaded_options = None
+  _globals['_MODELVERSION'].fields_by_name['feature_names']._serialized_options = b'\222\265\030\003@\220N'
+  _globals['_MODELVERSION'].fields_by_name['classes']._loaded_options = None
+  _globals['_MODELVERSION'].fields_by_name['classes']._serialized_options = b'\222\265\030\003@\220N'
+  _globals['_MODELQUERY'].fields_by_name['request_id']._loaded_options = None
+  _globals['_MODELQUERY'].fields_by_name['request_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_MODELQUERY'].fields_by_name['model_id']._loaded_options = None
+  _globals['_MODELQUERY'].fields_by_name['model_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_MODELQUERY'].fields_by_name['environment']._loaded_options = None
+  _globals['_MODELQUERY'].fields_by_name['environment']._serialized_options = b'\222\265\030\002\030@'
+  _globals['_MODELREGISTRY'].fields_by_name['request_id']._loaded_options = None
+  _globals['_MODELREGISTRY'].fields_by_name['request_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_MODELREGISTRY'].fields_by_name['model_id']._loaded_options = None
+  _globals['_MODELREGISTRY'].fields_by_name['model_id']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_MODELREGISTRY'].fields_by_name['versions']._loaded_options = None
+  _globals['_MODELREGISTRY'].fields_by_name['versions']._serialized_options = b'\222\265\030\004@\240\215\006'
+  _globals['_MODELREGISTRY'].fields_by_name['deployed_version']._loaded_options = None
+  _globals['_MODELREGISTRY'].fields_by_name['deployed_version']._serialized_options = b'\222\265\030\002\030@'
+  _globals['_MODELREGISTRY'].fields_by_name['environment']._loaded_options = None
+  _globals['_MODELREGISTRY'].fields_by_name['environment']._serialized_options = b'\222\265\030\002\030@'
+  _globals['_TRAININGQUERY'].fields_by_name['request_id']._loaded_options = None
+  _globals['_TRAININGQUERY'].fields_by_name['request_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_TRAININGQUERY'].fields_by_name['job_id']._loaded_options = None
+  _globals['_TRAININGQUERY'].fields_by_name['job_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_TRAININGSTATUS'].fields_by_name['request_id']._loaded_options = None
+  _globals['_TRAININGSTATUS'].fields_by_name['request_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_TRAININGSTATUS'].fields_by_name['job_id']._loaded_options = None
+  _globals['_TRAININGSTATUS'].fields_by_name['job_id']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_TRAININGSTATUS'].fields_by_name['state']._loaded_options = None
+  _globals['_TRAININGSTATUS'].fields_by_name['state']._serialized_options = b'\222\265\030\002H\001'
+  _globals['_TRAININGSTATUS'].fields_by_name['model_id']._loaded_options = None
+  _globals['_TRAININGSTATUS'].fields_by_name['model_id']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_TRAININGSTATUS'].fields_by_name['model_version']._loaded_options = None
+  _globals['_TRAININGSTATUS'].fields_by_name['model_version']._serialized_options = b'\222\265\030\002\030@'
+  _globals['_TRAININGSTATUS'].fields_by_name['error']._loaded_options = None
+  _globals['_TRAININGSTATUS'].fields_by_name['error']._serialized_options = b'\222\265\030\003\030\200 '
   _globals['_MLOPSSERVICE'].methods_by_name['Training']._loaded_options = None
   _globals['_MLOPSSERVICE'].methods_by_name['Training']._serialized_options = b'\212\265\0303\n\010training\020\002\032\016mlops.trainers*\025\010\001\020\003\030\003 \300\317$*\005\220N\340\324\0030\300\317$'
   _globals['_MLOPSSERVICE'].methods_by_name['Predictions']._loaded_options = None
   _globals['_MLOPSSERVICE'].methods_by_name['Predictions']._serialized_options = b'\212\265\030$\n\013predictions\020\003\032\020mlops.predictors \220N'
   _globals['_MLOPSSERVICE'].methods_by_name['Deploy']._loaded_options = None
   _globals['_MLOPSSERVICE'].methods_by_name['Deploy']._serialized_options = b'\212\265\030$\n\006deploy\020\001*\030\010\001\020\001\030\005 \260\352\001*\004\350\007\210\'0\300\317$8\200\365$'
-  _globals['_DEPLOYMENTSTATE']._serialized_start=1047
-  _globals['_DEPLOYMENTSTATE']._serialized_end=1222
-  _globals['_TRAININGJOB']._serialized_start=161
-  _globals['_TRAININGJOB']._serialized_end=357
-  _globals['_PREDICTIONREQUEST']._serialized_start=360
-  _globals['_PREDICTIONREQUEST']._serialized_end=520
-  _globals['_PREDICTIONRESULT']._serialized_start=523
-  _globals['_PREDICTIONRESULT']._serialized_end=783
-  _globals['_MODELDEPLOYMENT']._serialized_start=786
-  _globals['_MODELDEPLOYMENT']._serialized_end=1044
-  _globals['_MLOPSSERVICE']._serialized_start=1225
-  _globals['_MLOPSSERVICE']._serialized_end=1584
+  _globals['_MLOPSSERVICE'].methods_by_name['Models']._loaded_options = None
+  _globals['_MLOPSSERVICE'].methods_by_name['Models']._serialized_options = b'\212\265\030\035\n\006models\020\003\032\016mlops.registry \210\''
+  _globals['_MLOPSSERVICE'].methods_by_name['Jobs']._loaded_options = None
+  _globals['_MLOPSSERVICE'].methods_by_name['Jobs']._serialized_options = b'\212\265\030\033\n\004jobs\020\003\032\016mlops.registry \210\''
+  _globals['_DEPLOYMENTSTATE']._serialized_start=2345
+  _globals['_DEPLOYMENTSTATE']._serialized_end=2520
+  _globals['_TRAININGSTATE']._serialized_start=2523
+  _globals['_TRAININGSTATE']._serialized_end=2655
+  _globals['_TRAININGJOB']._serialized_start=194
+  _globals['_TRAININGJOB']._serialized_end=426
+  _globals['_PREDICTIONREQUEST']._serialized_start=429
+  _globals['_PREDICTIONREQUEST']._serialized_end=589
+  _globals['_PREDICTIONRESULT']._serialized_start=592
+  _globals['_PREDICTIONRESULT']._serialized_end=897
+  _globals['_MODELDEPLOYMENT']._serialized_start=900
+  _globals['_MODELDEPLOYMENT']._serialized_end=1158
+  _globals['_MODELVERSION']._serialized_start=1161
+  _globals['_MODELVERSION']._serialized_end=1595
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=1537
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1595
+  _globals['_MODELQUERY']._serialized_start=1598
+  _globals['_MODELQUERY']._serialized_end=1732
+  _globals['_MODELREGISTRY']._serialized_start=1735
+  _globals['_MODELREGISTRY']._serialized_end=1986
+  _globals['_TRAININGQUERY']._serialized_start=1988
+  _globals['_TRAININGQUERY']._serialized_end=2079
+  _globals['_TRAININGSTATUS']._serialized_start=2082
+  _globals['_TRAININGSTATUS']._serialized_end=2342
+  _globals['_MLOPSSERVICE']._serialized_start=2658
+  _globals['_MLOPSSERVICE']._serialized_end=3213
 # @@protoc_insertion_point(module_scope)

@@ -66,6 +66,10 @@ def validate_context_request(m: prompt_pb2.ContextRequest, prefix: str = '') -> 
             out.append(Violation(prefix + "template_version", "max_len", f"length {len(v)} exceeds 64"))
     if len(m.context_snippets) > 1000:
         out.append(Violation(prefix + "context_snippets", "max_items", f"has {len(m.context_snippets)} items, more than 1000"))
+    v = m.model
+    if v:
+        if len(v) > 256:
+            out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 256"))
     return out
 
 
@@ -77,6 +81,14 @@ def validate_context_result(m: prompt_pb2.ContextResult, prefix: str = '') -> li
         out.append(Violation(prefix + "request_id", "required", "must be set"))
     elif len(v) > 128:
         out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.template_version
+    if v:
+        if len(v) > 64:
+            out.append(Violation(prefix + "template_version", "max_len", f"length {len(v)} exceeds 64"))
+    v = m.model
+    if v:
+        if len(v) > 256:
+            out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 256"))
     return out
 
 

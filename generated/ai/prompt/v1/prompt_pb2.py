@@ -26,7 +26,7 @@ from ai.options.v1 import options_pb2 as ai_dot_options_dot_v1_dot_options__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61i/prompt/v1/prompt.proto\x12\x0c\x61i.prompt.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1bgoogle/protobuf/empty.proto\"\x91\x02\n\x0ePromptTemplate\x12*\n\x0btemplate_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ntemplateId\x12&\n\x08template\x18\x02 \x01(\tB\n\x92\xb5\x18\x06\x08\x01\x18\x80\x80@R\x08template\x12I\n\tvariables\x18\x03 \x03(\x0b\x32+.ai.prompt.v1.PromptTemplate.VariablesEntryR\tvariables\x12\"\n\x07version\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x07version\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xf7\x02\n\x0e\x43ontextRequest\x12*\n\nrequest_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\trequestId\x12*\n\x0btemplate_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ntemplateId\x12\x31\n\x10template_version\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0ftemplateVersion\x12I\n\tvariables\x18\x04 \x03(\x0b\x32+.ai.prompt.v1.ContextRequest.VariablesEntryR\tvariables\x12\x32\n\x10\x63ontext_snippets\x18\x05 \x03(\tB\x07\x92\xb5\x18\x03@\xe8\x07R\x0f\x63ontextSnippets\x12\x1d\n\nmax_tokens\x18\x06 \x01(\rR\tmaxTokens\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xab\x01\n\rContextResult\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x16\n\x06prompt\x18\x02 \x01(\tR\x06prompt\x12)\n\x10\x65stimated_tokens\x18\x03 \x01(\rR\x0f\x65stimatedTokens\x12-\n\x12truncated_snippets\x18\x04 \x01(\rR\x11truncatedSnippets2\xd0\x01\n\rPromptService\x12T\n\tTemplates\x12\x1c.ai.prompt.v1.PromptTemplate\x1a\x16.google.protobuf.Empty\"\x11\x8a\xb5\x18\r\n\ttemplates\x10\x01\x12i\n\x07\x43ontext\x12\x1c.ai.prompt.v1.ContextRequest\x1a\x1b.ai.prompt.v1.ContextResult\"#\x8a\xb5\x18\x1f\n\x07\x63ontext\x10\x03\x1a\x0fprompt.builders \x88\'B\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61i/prompt/v1/prompt.proto\x12\x0c\x61i.prompt.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1bgoogle/protobuf/empty.proto\"\x91\x02\n\x0ePromptTemplate\x12*\n\x0btemplate_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ntemplateId\x12&\n\x08template\x18\x02 \x01(\tB\n\x92\xb5\x18\x06\x08\x01\x18\x80\x80@R\x08template\x12I\n\tvariables\x18\x03 \x03(\x0b\x32+.ai.prompt.v1.PromptTemplate.VariablesEntryR\tvariables\x12\"\n\x07version\x18\x04 \x01(\tB\x08\x92\xb5\x18\x04\x08\x01\x18@R\x07version\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x96\x03\n\x0e\x43ontextRequest\x12*\n\nrequest_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\trequestId\x12*\n\x0btemplate_id\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ntemplateId\x12\x31\n\x10template_version\x18\x03 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0ftemplateVersion\x12I\n\tvariables\x18\x04 \x03(\x0b\x32+.ai.prompt.v1.ContextRequest.VariablesEntryR\tvariables\x12\x32\n\x10\x63ontext_snippets\x18\x05 \x03(\tB\x07\x92\xb5\x18\x03@\xe8\x07R\x0f\x63ontextSnippets\x12\x1d\n\nmax_tokens\x18\x06 \x01(\rR\tmaxTokens\x12\x1d\n\x05model\x18\x07 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x02R\x05model\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xfd\x01\n\rContextResult\x12(\n\nrequest_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\trequestId\x12\x16\n\x06prompt\x18\x02 \x01(\tR\x06prompt\x12)\n\x10\x65stimated_tokens\x18\x03 \x01(\rR\x0f\x65stimatedTokens\x12-\n\x12truncated_snippets\x18\x04 \x01(\rR\x11truncatedSnippets\x12\x31\n\x10template_version\x18\x05 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0ftemplateVersion\x12\x1d\n\x05model\x18\x06 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x02R\x05model2\xd0\x01\n\rPromptService\x12T\n\tTemplates\x12\x1c.ai.prompt.v1.PromptTemplate\x1a\x16.google.protobuf.Empty\"\x11\x8a\xb5\x18\r\n\ttemplates\x10\x01\x12i\n\x07\x43ontext\x12\x1c.ai.prompt.v1.ContextRequest\x1a\x1b.ai.prompt.v1.ContextResult\"#\x8a\xb5\x18\x1f\n\x07\x63ontext\x10\x03\x1a\x0fprompt.builders \x88\'B\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,8 +52,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTEXTREQUEST'].fields_by_name['template_version']._serialized_options = b'\222\265\030\002\030@'
   _globals['_CONTEXTREQUEST'].fields_by_name['context_snippets']._loaded_options = None
   _globals['_CONTEXTREQUEST'].fields_by_name['context_snippets']._serialized_options = b'\222\265\030\003@\350\007'
+  _globals['_CONTEXTREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_CONTEXTREQUEST'].fields_by_name['model']._serialized_options = b'\222\265\030\003\030\200\002'
   _globals['_CONTEXTRESULT'].fields_by_name['request_id']._loaded_options = None
   _globals['_CONTEXTRESULT'].fields_by_name['request_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
+  _globals['_CONTEXTRESULT'].fields_by_name['template_version']._loaded_options = None
+  _globals['_CONTEXTRESULT'].fields_by_name['template_version']._serialized_options = b'\222\265\030\002\030@'
+  _globals['_CONTEXTRESULT'].fields_by_name['model']._loaded_options = None
+  _globals['_CONTEXTRESULT'].fields_by_name['model']._serialized_options = b'\222\265\030\003\030\200\002'
   _globals['_PROMPTSERVICE'].methods_by_name['Templates']._loaded_options = None
   _globals['_PROMPTSERVICE'].methods_by_name['Templates']._serialized_options = b'\212\265\030\r\n\ttemplates\020\001'
   _globals['_PROMPTSERVICE'].methods_by_name['Context']._loaded_options = None
@@ -63,11 +69,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROMPTTEMPLATE_VARIABLESENTRY']._serialized_start=315
   _globals['_PROMPTTEMPLATE_VARIABLESENTRY']._serialized_end=375
   _globals['_CONTEXTREQUEST']._serialized_start=378
-  _globals['_CONTEXTREQUEST']._serialized_end=753
+  _globals['_CONTEXTREQUEST']._serialized_end=784
   _globals['_CONTEXTREQUEST_VARIABLESENTRY']._serialized_start=315
   _globals['_CONTEXTREQUEST_VARIABLESENTRY']._serialized_end=375
-  _globals['_CONTEXTRESULT']._serialized_start=756
-  _globals['_CONTEXTRESULT']._serialized_end=927
-  _globals['_PROMPTSERVICE']._serialized_start=930
-  _globals['_PROMPTSERVICE']._serialized_end=1138
+  _globals['_CONTEXTRESULT']._serialized_start=787
+  _globals['_CONTEXTRESULT']._serialized_end=1040
+  _globals['_PROMPTSERVICE']._serialized_start=1043
+  _globals['_PROMPTSERVICE']._serialized_end=1251
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class PromptTemplate(_message.Message):
     def __init__(self, template_id: _Optional[str] = ..., template: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ContextRequest(_message.Message):
-    __slots__ = ("request_id", "template_id", "template_version", "variables", "context_snippets", "max_tokens")
+    __slots__ = ("request_id", "template_id", "template_version", "variables", "context_snippets", "max_tokens", "model")
     class VariablesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,22 +42,28 @@ class ContextRequest(_message.Message):
     VARIABLES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_SNIPPETS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     template_id: str
     template_version: str
     variables: _containers.ScalarMap[str, str]
     context_snippets: _containers.RepeatedScalarFieldContainer[str]
     max_tokens: int
-    def __init__(self, request_id: _Optional[str] = ..., template_id: _Optional[str] = ..., template_version: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., context_snippets: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, request_id: _Optional[str] = ..., template_id: _Optional[str] = ..., template_version: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., context_snippets: _Optional[_Iterable[str]] = ..., max_tokens: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ContextResult(_message.Message):
-    __slots__ = ("request_id", "prompt", "estimated_tokens", "truncated_snippets")
+    __slots__ = ("request_id", "prompt", "estimated_tokens", "truncated_snippets", "template_version", "model")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_SNIPPETS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     estimated_tokens: int
     truncated_snippets: int
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., estimated_tokens: _Optional[int] = ..., truncated_snippets: _Optional[int] = ...) -> None: ...
+    template_version: str
+    model: str
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., estimated_tokens: _Optional[int] = ..., truncated_snippets: _Optional[int] = ..., template_version: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...

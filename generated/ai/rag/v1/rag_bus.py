@@ -68,6 +68,10 @@ def validate_rag_document(m: rag_pb2.RagDocument, prefix: str = '') -> list[Viol
     if v:
         if len(v) > 2048:
             out.append(Violation(prefix + "source_uri", "max_len", f"length {len(v)} exceeds 2048"))
+    v = m.content_type
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "content_type", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -87,6 +91,10 @@ def validate_ingest_status(m: rag_pb2.IngestStatus, prefix: str = '') -> list[Vi
     if v:
         if len(v) > 4096:
             out.append(Violation(prefix + "error", "max_len", f"length {len(v)} exceeds 4096"))
+    v = m.content_hash
+    if v:
+        if len(v) > 64:
+            out.append(Violation(prefix + "content_hash", "max_len", f"length {len(v)} exceeds 64"))
     return out
 
 
@@ -103,6 +111,11 @@ def validate_query_parameters(m: rag_pb2.QueryParameters, prefix: str = '') -> l
             out.append(Violation(prefix + "similarity_threshold", "gte", f"{m.similarity_threshold} is below -1"))
         if m.similarity_threshold > 1:
             out.append(Violation(prefix + "similarity_threshold", "lte", f"{m.similarity_threshold} is above 1"))
+    if m.HasField("min_relative_score"):
+        if m.min_relative_score < 0:
+            out.append(Violation(prefix + "min_relative_score", "gte", f"{m.min_relative_score} is below 0"))
+        if m.min_relative_score > 1:
+            out.append(Violation(prefix + "min_relative_score", "lte", f"{m.min_relative_score} is above 1"))
     return out
 
 
@@ -140,6 +153,10 @@ def validate_source(m: rag_pb2.Source, prefix: str = '') -> list[Violation]:
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "chunk_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.source_uri
+    if v:
+        if len(v) > 2048:
+            out.append(Violation(prefix + "source_uri", "max_len", f"length {len(v)} exceeds 2048"))
     return out
 
 
@@ -155,6 +172,12 @@ def validate_rag_result(m: rag_pb2.RagResult, prefix: str = '') -> list[Violatio
         out.extend(validate_source(item, f"{prefix}sources[{i}]."))
     if m.cost < 0:
         out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
+    if len(m.unsupported_sentences) > 1000:
+        out.append(Violation(prefix + "unsupported_sentences", "max_items", f"has {len(m.unsupported_sentences)} items, more than 1000"))
+    v = m.model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 

@@ -28,7 +28,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61i/rag/v1/rag.proto\x12\tai.rag.v1\x1a\x1b\x61i/gateway/v1/gateway.proto\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\"\xf4\x01\n\x05\x43hunk\x12$\n\x08\x63hunk_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x63hunkId\x12\"\n\x07\x63ontent\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80\x04R\x07\x63ontent\x12(\n\tembedding\x18\x03 \x03(\x02\x42\n\x10\x01\x92\xb5\x18\x04@\x80\x80\x04R\tembedding\x12:\n\x08metadata\x18\x04 \x03(\x0b\x32\x1e.ai.rag.v1.Chunk.MetadataEntryR\x08metadata\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xb9\x02\n\x0bRagDocument\x12*\n\x0b\x64ocument_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ndocumentId\x12#\n\x07\x63ontent\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x18\x80\x80\x80\x08R\x07\x63ontent\x12@\n\x08metadata\x18\x03 \x03(\x0b\x32$.ai.rag.v1.RagDocument.MetadataEntryR\x08metadata\x12\x32\n\x06\x63hunks\x18\x04 \x03(\x0b\x32\x10.ai.rag.v1.ChunkB\x08\x92\xb5\x18\x04@\xa0\x8d\x06R\x06\x63hunks\x12&\n\nsource_uri\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x10R\tsourceUri\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xa9\x01\n\x0cIngestStatus\x12*\n\x0b\x64ocument_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ndocumentId\x12\x36\n\x05state\x18\x02 \x01(\x0e\x32\x16.ai.rag.v1.IngestStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state\x12\x16\n\x06\x63hunks\x18\x03 \x01(\rR\x06\x63hunks\x12\x1d\n\x05\x65rror\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x05\x65rror\"\xb1\x02\n\x0fQueryParameters\x12\x30\n\x05top_k\x18\x01 \x01(\rB\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\xf0?1\x00\x00\x00\x00\x00\x00Y@H\x00R\x04topK\x88\x01\x01\x12N\n\x14similarity_threshold\x18\x02 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\xf0\xbf\x31\x00\x00\x00\x00\x00\x00\xf0?H\x01R\x13similarityThreshold\x88\x01\x01\x12>\n\x06\x66ilter\x18\x03 \x03(\x0b\x32&.ai.rag.v1.QueryParameters.FilterEntryR\x06\x66ilter\x1a\x39\n\x0b\x46ilterEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x42\x08\n\x06_top_kB\x17\n\x15_similarity_threshold\"\xaf\x01\n\x08RagQuery\x12&\n\x08query_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x07queryId\x12 \n\x05query\x18\x02 \x01(\tB\n\x92\xb5\x18\x06\x08\x01\x18\x80\x80\x02R\x05query\x12:\n\nparameters\x18\x03 \x01(\x0b\x32\x1a.ai.rag.v1.QueryParametersR\nparameters\x12\x1d\n\x05model\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\"\x88\x01\n\x06Source\x12*\n\x0b\x64ocument_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ndocumentId\x12\"\n\x08\x63hunk_id\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07\x63hunkId\x12\x14\n\x05score\x18\x03 \x01(\x01R\x05score\x12\x18\n\x07snippet\x18\x04 \x01(\tR\x07snippet\"\x83\x02\n\tRagResult\x12$\n\x08query_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07queryId\x12\x16\n\x06\x61nswer\x18\x02 \x01(\tR\x06\x61nswer\x12+\n\x07sources\x18\x03 \x03(\x0b\x32\x11.ai.rag.v1.SourceR\x07sources\x12\x31\n\x06tokens\x18\x04 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x05 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12\x35\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration*\xae\x01\n\x0bIngestState\x12\x1c\n\x18INGEST_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13INGEST_STATE_QUEUED\x10\x01\x12\x19\n\x15INGEST_STATE_CHUNKING\x10\x02\x12\x1a\n\x16INGEST_STATE_EMBEDDING\x10\x03\x12\x18\n\x14INGEST_STATE_INDEXED\x10\x04\x12\x17\n\x13INGEST_STATE_FAILED\x10\x05\x32\x88\x05\n\nRagService\x12n\n\x06Ingest\x12\x16.ai.rag.v1.RagDocument\x1a\x16.google.protobuf.Empty\"4\x8a\xb5\x18\x30\n\x06ingest\x10\x02\x1a\x0brag.workers*\x17\x08\x01\x10\x03\x18\x05 \xe0\xa7\x12*\x07\xd0\x0f\x90N\xe0\xd4\x03\x30\xc0\xcf$\x12I\n\x06Status\x12\x17.ai.rag.v1.IngestStatus\x1a\x16.google.protobuf.Empty\"\x0e\x8a\xb5\x18\n\n\x06status\x10\x01\x12_\n\x07Queries\x12\x13.ai.rag.v1.RagQuery\x1a\x14.ai.rag.v1.RagResult\")\x8a\xb5\x18%\n\x07queries\x10\x03\x1a\x0brag.workers \xb0\xea\x01\x32\x07results\x12H\n\x07Results\x12\x14.ai.rag.v1.RagResult\x1a\x16.google.protobuf.Empty\"\x0f\x8a\xb5\x18\x0b\n\x07results\x10\x01\x12\x85\x01\n\nEmbeddings\x12\x1f.ai.gateway.v1.EmbeddingRequest\x1a\x16.google.protobuf.Empty\">\x8a\xb5\x18:\n\nembeddings\x10\x02\x1a\x11gateway.embedders*\x17\x08\x01\x10\x03\x18\x05 \xe0\xd4\x03*\x07\xe8\x07\x88\'\xb0\xea\x01\x30\xc0\xcf$\x12\x8b\x01\n\x10\x45mbeddingResults\x12\x1e.ai.gateway.v1.EmbeddingResult\x1a\x16.google.protobuf.Empty\"?\x8a\xb5\x18;\n\x11\x65mbedding-results\x10\x02\x1a\x0brag.workers*\x17\x08\x01\x10\x03\x18\x05 \xe0\xd4\x03*\x07\xe8\x07\x88\'\xb0\xea\x01\x30\xc0\xcf$B\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61i/rag/v1/rag.proto\x12\tai.rag.v1\x1a\x1b\x61i/gateway/v1/gateway.proto\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\"\xf4\x01\n\x05\x43hunk\x12$\n\x08\x63hunk_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07\x63hunkId\x12\"\n\x07\x63ontent\x18\x02 \x01(\tB\x08\x92\xb5\x18\x04\x18\x80\x80\x04R\x07\x63ontent\x12(\n\tembedding\x18\x03 \x03(\x02\x42\n\x10\x01\x92\xb5\x18\x04@\x80\x80\x04R\tembedding\x12:\n\x08metadata\x18\x04 \x03(\x0b\x32\x1e.ai.rag.v1.Chunk.MetadataEntryR\x08metadata\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xf9\x02\n\x0bRagDocument\x12*\n\x0b\x64ocument_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ndocumentId\x12#\n\x07\x63ontent\x18\x02 \x01(\tB\t\x92\xb5\x18\x05\x18\x80\x80\x80\x08R\x07\x63ontent\x12@\n\x08metadata\x18\x03 \x03(\x0b\x32$.ai.rag.v1.RagDocument.MetadataEntryR\x08metadata\x12\x32\n\x06\x63hunks\x18\x04 \x03(\x0b\x32\x10.ai.rag.v1.ChunkB\x08\x92\xb5\x18\x04@\xa0\x8d\x06R\x06\x63hunks\x12&\n\nsource_uri\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x10R\tsourceUri\x12\x12\n\x04\x64\x61ta\x18\x06 \x01(\x0cR\x04\x64\x61ta\x12*\n\x0c\x63ontent_type\x18\x07 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x0b\x63ontentType\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x9b\x02\n\x0cIngestStatus\x12*\n\x0b\x64ocument_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ndocumentId\x12\x36\n\x05state\x18\x02 \x01(\x0e\x32\x16.ai.rag.v1.IngestStateB\x08\x92\xb5\x18\x04\x08\x01H\x01R\x05state\x12\x16\n\x06\x63hunks\x18\x03 \x01(\rR\x06\x63hunks\x12\x1d\n\x05\x65rror\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80 R\x05\x65rror\x12\'\n\x0f\x63hunks_embedded\x18\x05 \x01(\rR\x0e\x63hunksEmbedded\x12\x1c\n\tunchanged\x18\x06 \x01(\x08R\tunchanged\x12)\n\x0c\x63ontent_hash\x18\x07 \x01(\tB\x06\x92\xb5\x18\x02\x18@R\x0b\x63ontentHash\"\x93\x03\n\x0fQueryParameters\x12\x30\n\x05top_k\x18\x01 \x01(\rB\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\xf0?1\x00\x00\x00\x00\x00\x00Y@H\x00R\x04topK\x88\x01\x01\x12N\n\x14similarity_threshold\x18\x02 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\xf0\xbf\x31\x00\x00\x00\x00\x00\x00\xf0?H\x01R\x13similarityThreshold\x88\x01\x01\x12>\n\x06\x66ilter\x18\x03 \x03(\x0b\x32&.ai.rag.v1.QueryParameters.FilterEntryR\x06\x66ilter\x12I\n\x12min_relative_score\x18\x04 \x01(\x01\x42\x16\x92\xb5\x18\x12)\x00\x00\x00\x00\x00\x00\x00\x00\x31\x00\x00\x00\x00\x00\x00\xf0?H\x02R\x10minRelativeScore\x88\x01\x01\x1a\x39\n\x0b\x46ilterEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x42\x08\n\x06_top_kB\x17\n\x15_similarity_thresholdB\x15\n\x13_min_relative_score\"\xaf\x01\n\x08RagQuery\x12&\n\x08query_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x07queryId\x12 \n\x05query\x18\x02 \x01(\tB\n\x92\xb5\x18\x06\x08\x01\x18\x80\x80\x02R\x05query\x12:\n\nparameters\x18\x03 \x01(\x0b\x32\x1a.ai.rag.v1.QueryParametersR\nparameters\x12\x1d\n\x05model\x18\x04 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\"\xd0\x01\n\x06Source\x12*\n\x0b\x64ocument_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\ndocumentId\x12\"\n\x08\x63hunk_id\x18\x02 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x07\x63hunkId\x12\x14\n\x05score\x18\x03 \x01(\x01R\x05score\x12\x18\n\x07snippet\x18\x04 \x01(\tR\x07snippet\x12&\n\nsource_uri\x18\x05 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x10R\tsourceUri\x12\x1e\n\nsimilarity\x18\x06 \x01(\x01R\nsimilarity\"\xa7\x02\n\x0cQueryTimings\x12\x37\n\tembedding\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\tembedding\x12\x37\n\tretrieval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\tretrieval\x12\x31\n\x06prompt\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x06prompt\x12\x39\n\ngeneration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\ngeneration\x12\x37\n\tgrounding\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\tgrounding\"\xaf\x03\n\tRagResult\x12$\n\x08query_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07queryId\x12\x16\n\x06\x61nswer\x18\x02 \x01(\tR\x06\x61nswer\x12+\n\x07sources\x18\x03 \x03(\x0b\x32\x11.ai.rag.v1.SourceR\x07sources\x12\x31\n\x06tokens\x18\x04 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x05 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12\x35\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12\x1a\n\x08grounded\x18\x07 \x01(\x08R\x08grounded\x12<\n\x15unsupported_sentences\x18\x08 \x03(\tB\x07\x92\xb5\x18\x03@\xe8\x07R\x14unsupportedSentences\x12\x31\n\x07timings\x18\t \x01(\x0b\x32\x17.ai.rag.v1.QueryTimingsR\x07timings\x12\x1d\n\x05model\x18\n \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model*\xae\x01\n\x0bIngestState\x12\x1c\n\x18INGEST_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13INGEST_STATE_QUEUED\x10\x01\x12\x19\n\x15INGEST_STATE_CHUNKING\x10\x02\x12\x1a\n\x16INGEST_STATE_EMBEDDING\x10\x03\x12\x18\n\x14INGEST_STATE_INDEXED\x10\x04\x12\x17\n\x13INGEST_STATE_FAILED\x10\x05\x32\x88\x05\n\nRagService\x12n\n\x06Ingest\x12\x16.ai.rag.v1.RagDocument\x1a\x16.google.protobuf.Empty\"4\x8a\xb5\x18\x30\n\x06ingest\x10\x02\x1a\x0brag.workers*\x17\x08\x01\x10\x03\x18\x05 \xe0\xa7\x12*\x07\xd0\x0f\x90N\xe0\xd4\x03\x30\xc0\xcf$\x12I\n\x06Status\x12\x17.ai.rag.v1.IngestStatus\x1a\x16.google.protobuf.Empty\"\x0e\x8a\xb5\x18\n\n\x06status\x10\x01\x12_\n\x07Queries\x12\x13.ai.rag.v1.RagQuery\x1a\x14.ai.rag.v1.RagResult\")\x8a\xb5\x18%\n\x07queries\x10\x03\x1a\x0brag.workers \xb0\xea\x01\x32\x07results\x12H\n\x07Results\x12\x14.ai.rag.v1.RagResult\x1a\x16.google.protobuf.Empty\"\x0f\x8a\xb5\x18\x0b\n\x07results\x10\x01\x12\x85\x01\n\nEmbeddings\x12\x1f.ai.gateway.v1.EmbeddingRequest\x1a\x16.google.protobuf.Empty\">\x8a\xb5\x18:\n\nembeddings\x10\x02\x1a\x11gateway.embedders*\x17\x08\x01\x10\x03\x18\x05 \xe0\xd4\x03*\x07\xe8\x07\x88\'\xb0\xea\x01\x30\xc0\xcf$\x12\x8b\x01\n\x10\x45mbeddingResults\x12\x1e.ai.gateway.v1.EmbeddingResult\x1a\x16.google.protobuf.Empty\"?\x8a\xb5\x18;\n\x11\x65mbedding-results\x10\x02\x1a\x0brag.workers*\x17\x08\x01\x10\x03\x18\x05 \xe0\xd4\x03*\x07\xe8\x07\x88\'\xb0\xea\x01\x30\xc0\xcf$B\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,18 +54,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RAGDOCUMENT'].fields_by_name['chunks']._serialized_options = b'\222\265\030\004@\240\215\006'
   _globals['_RAGDOCUMENT'].fields_by_name['source_uri']._loaded_options = None
   _globals['_RAGDOCUMENT'].fields_by_name['source_uri']._serialized_options = b'\222\265\030\003\030\200\020'
+  _globals['_RAGDOCUMENT'].fields_by_name['content_type']._loaded_options = None
+  _globals['_RAGDOCUMENT'].fields_by_name['content_type']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_INGESTSTATUS'].fields_by_name['document_id']._loaded_options = None
   _globals['_INGESTSTATUS'].fields_by_name['document_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_INGESTSTATUS'].fields_by_name['state']._loaded_options = None
   _globals['_INGESTSTATUS'].fields_by_name['state']._serialized_options = b'\222\265\030\004\010\001H\001'
   _globals['_INGESTSTATUS'].fields_by_name['error']._loaded_options = None
   _globals['_INGESTSTATUS'].fields_by_name['error']._serialized_options = b'\222\265\030\003\030\200 '
+  _globals['_INGESTSTATUS'].fields_by_name['content_hash']._loaded_options = None
+  _globals['_INGESTSTATUS'].fields_by_name['content_hash']._serialized_options = b'\222\265\030\002\030@'
   _globals['_QUERYPARAMETERS_FILTERENTRY']._loaded_options = None
   _globals['_QUERYPARAMETERS_FILTERENTRY']._serialized_options = b'8\001'
   _globals['_QUERYPARAMETERS'].fields_by_name['top_k']._loaded_options = None
   _globals['_QUERYPARAMETERS'].fields_by_name['top_k']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\360?1\000\000\000\000\000\000Y@'
   _globals['_QUERYPARAMETERS'].fields_by_name['similarity_threshold']._loaded_options = None
   _globals['_QUERYPARAMETERS'].fields_by_name['similarity_threshold']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\360\2771\000\000\000\000\000\000\360?'
+  _globals['_QUERYPARAMETERS'].fields_by_name['min_relative_score']._loaded_options = None
+  _globals['_QUERYPARAMETERS'].fields_by_name['min_relative_score']._serialized_options = b'\222\265\030\022)\000\000\000\000\000\000\000\0001\000\000\000\000\000\000\360?'
   _globals['_RAGQUERY'].fields_by_name['query_id']._loaded_options = None
   _globals['_RAGQUERY'].fields_by_name['query_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_RAGQUERY'].fields_by_name['query']._loaded_options = None
@@ -76,10 +82,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SOURCE'].fields_by_name['document_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_SOURCE'].fields_by_name['chunk_id']._loaded_options = None
   _globals['_SOURCE'].fields_by_name['chunk_id']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_SOURCE'].fields_by_name['source_uri']._loaded_options = None
+  _globals['_SOURCE'].fields_by_name['source_uri']._serialized_options = b'\222\265\030\003\030\200\020'
   _globals['_RAGRESULT'].fields_by_name['query_id']._loaded_options = None
   _globals['_RAGRESULT'].fields_by_name['query_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_RAGRESULT'].fields_by_name['cost']._loaded_options = None
   _globals['_RAGRESULT'].fields_by_name['cost']._serialized_options = b'\222\265\030\t)\000\000\000\000\000\000\000\000'
+  _globals['_RAGRESULT'].fields_by_name['unsupported_sentences']._loaded_options = None
+  _globals['_RAGRESULT'].fields_by_name['unsupported_sentences']._serialized_options = b'\222\265\030\003@\350\007'
+  _globals['_RAGRESULT'].fields_by_name['model']._loaded_options = None
+  _globals['_RAGRESULT'].fields_by_name['model']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_RAGSERVICE'].methods_by_name['Ingest']._loaded_options = None
   _globals['_RAGSERVICE'].methods_by_name['Ingest']._serialized_options = b'\212\265\0300\n\006ingest\020\002\032\013rag.workers*\027\010\001\020\003\030\005 \340\247\022*\007\320\017\220N\340\324\0030\300\317$'
   _globals['_RAGSERVICE'].methods_by_name['Status']._loaded_options = None
@@ -92,28 +104,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RAGSERVICE'].methods_by_name['Embeddings']._serialized_options = b'\212\265\030:\n\nembeddings\020\002\032\021gateway.embedders*\027\010\001\020\003\030\005 \340\324\003*\007\350\007\210\'\260\352\0010\300\317$'
   _globals['_RAGSERVICE'].methods_by_name['EmbeddingResults']._loaded_options = None
   _globals['_RAGSERVICE'].methods_by_name['EmbeddingResults']._serialized_options = b'\212\265\030;\n\021embedding-results\020\002\032\013rag.workers*\027\010\001\020\003\030\005 \340\324\003*\007\350\007\210\'\260\352\0010\300\317$'
-  _globals['_INGESTSTATE']._serialized_start=1776
-  _globals['_INGESTSTATE']._serialized_end=1950
+  _globals['_INGESTSTATE']._serialized_start=2594
+  _globals['_INGESTSTATE']._serialized_end=2768
   _globals['_CHUNK']._serialized_start=154
   _globals['_CHUNK']._serialized_end=398
   _globals['_CHUNK_METADATAENTRY']._serialized_start=339
   _globals['_CHUNK_METADATAENTRY']._serialized_end=398
   _globals['_RAGDOCUMENT']._serialized_start=401
-  _globals['_RAGDOCUMENT']._serialized_end=714
+  _globals['_RAGDOCUMENT']._serialized_end=778
   _globals['_RAGDOCUMENT_METADATAENTRY']._serialized_start=339
   _globals['_RAGDOCUMENT_METADATAENTRY']._serialized_end=398
-  _globals['_INGESTSTATUS']._serialized_start=717
-  _globals['_INGESTSTATUS']._serialized_end=886
-  _globals['_QUERYPARAMETERS']._serialized_start=889
-  _globals['_QUERYPARAMETERS']._serialized_end=1194
-  _globals['_QUERYPARAMETERS_FILTERENTRY']._serialized_start=1102
-  _globals['_QUERYPARAMETERS_FILTERENTRY']._serialized_end=1159
-  _globals['_RAGQUERY']._serialized_start=1197
-  _globals['_RAGQUERY']._serialized_end=1372
-  _globals['_SOURCE']._serialized_start=1375
-  _globals['_SOURCE']._serialized_end=1511
-  _globals['_RAGRESULT']._serialized_start=1514
-  _globals['_RAGRESULT']._serialized_end=1773
-  _globals['_RAGSERVICE']._serialized_start=1953
-  _globals['_RAGSERVICE']._serialized_end=2601
+  _globals['_INGESTSTATUS']._serialized_start=781
+  _globals['_INGESTSTATUS']._serialized_end=1064
+  _globals['_QUERYPARAMETERS']._serialized_start=1067
+  _globals['_QUERYPARAMETERS']._serialized_end=1470
+  _globals['_QUERYPARAMETERS_FILTERENTRY']._serialized_start=1355
+  _globals['_QUERYPARAMETERS_FILTERENTRY']._serialized_end=1412
+  _globals['_RAGQUERY']._serialized_start=1473
+  _globals['_RAGQUERY']._serialized_end=1648
+  _globals['_SOURCE']._serialized_start=1651
+  _globals['_SOURCE']._serialized_end=1859
+  _globals['_QUERYTIMINGS']._serialized_start=1862
+  _globals['_QUERYTIMINGS']._serialized_end=2157
+  _globals['_RAGRESULT']._serialized_start=2160
+  _globals['_RAGRESULT']._serialized_end=2591
+  _globals['_RAGSERVICE']._serialized_start=2771
+  _globals['_RAGSERVICE']._serialized_end=3419
 # @@protoc_insertion_point(module_scope)

@@ -65,6 +65,17 @@ class MemoryType(betterproto.Enum):
     SEMANTIC = 4
 
 
+class MemoryOrder(betterproto.Enum):
+    UNSPECIFIED = 0
+    SIMILARITY = 1
+    """
+    Closest to MemoryQuery.text first (cosine similarity of the embeddings).
+    """
+
+    RECENCY = 2
+    """Newest first (created_at)."""
+
+
 @dataclass(eq=False, repr=False)
 class AgentMessage(betterproto.Message):
     """agent_message: one agent talking to another."""
@@ -81,6 +92,9 @@ class AgentMessage(betterproto.Message):
     )
     session_id: str = betterproto.string_field(7)
     """The session (conversation) the message belongs to."""
+
+    in_reply_to: str = betterproto.string_field(8)
+    """A reply: the message_id of the message it answers."""
 
 
 @dataclass(eq=False, repr=False)
@@ -132,6 +146,42 @@ class MemoryItem(betterproto.Message):
         5, betterproto.TYPE_STRING, betterproto.TYPE_STRING
     )
     created_at: datetime = betterproto.message_field(6)
+
+
+@dataclass(eq=False, repr=False)
+class MemoryQuery(betterproto.Message):
+    """
+    memory_retrieve: an agent's memories, by similarity to a text or by recency.
+    """
+
+    query_id: str = betterproto.string_field(1)
+    agent_id: str = betterproto.string_field(2)
+    text: str = betterproto.string_field(3)
+    """Required for MEMORY_ORDER_SIMILARITY."""
+
+    order: "MemoryOrder" = betterproto.enum_field(4)
+    memory_type: "MemoryType" = betterproto.enum_field(5)
+    """Only memories of this type; unset for any type."""
+
+    limit: int = betterproto.uint32_field(6)
+    """At most this many matches; unset for 5."""
+
+
+@dataclass(eq=False, repr=False)
+class MemoryMatch(betterproto.Message):
+    item: "MemoryItem" = betterproto.message_field(1)
+    similarity: float = betterproto.double_field(2)
+    """
+    Cosine similarity to the query's text (MEMORY_ORDER_SIMILARITY only).
+    """
+
+
+@dataclass(eq=False, repr=False)
+class MemoryRecall(betterproto.Message):
+    """The answer to a MemoryQuery, matched by query_id."""
+
+    query_id: str = betterproto.string_field(1)
+    matches: List["MemoryMatch"] = betterproto.message_field(2)
 
 
 @dataclass(eq=False, repr=False)
@@ -242,6 +292,23 @@ class AgentServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def memory_retrieve(
+        self,
+        memory_query: "MemoryQuery",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "MemoryRecall":
+        return await self._unary_unary(
+            "/ai.agent.v1.AgentService/MemoryRetrieve",
+            memory_query,
+            MemoryRecall,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def tools(
         self,
         tool_execution_request: "ToolExecutionRequest",
@@ -304,6 +371,9 @@ class AgentServiceBase(ServiceBase):
     ) -> "betterproto_lib_google_protobuf.Empty":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def memory_retrieve(self, memory_query: "MemoryQuery") -> "MemoryRecall":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def tools(
         self, tool_execution_request: "ToolExecutionRequest"
     ) -> "ToolExecutionResult":
@@ -354,6 +424,13 @@ class AgentServiceBase(ServiceBase):
         response = await self.memory(request)
         await stream.send_message(response)
 
+    async def __rpc_memory_retrieve(
+        self, stream: "grpclib.server.Stream[MemoryQuery, MemoryRecall]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.memory_retrieve(request)
+        await stream.send_message(response)
+
     async def __rpc_tools(
         self, stream: "grpclib.server.Stream[ToolExecutionRequest, ToolExecutionResult]"
     ) -> None:
@@ -400,6 +477,12 @@ class AgentServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 MemoryItem,
                 betterproto_lib_google_protobuf.Empty,
+            ),
+            "/ai.agent.v1.AgentService/MemoryRetrieve": grpclib.const.Handler(
+                self.__rpc_memory_retrieve,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MemoryQuery,
+                MemoryRecall,
             ),
             "/ai.agent.v1.AgentService/Tools": grpclib.const.Handler(
                 self.__rpc_tools,

@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from grpclib.metadata import Deadline
 
 
+class ResponseFormat(betterproto.Enum):
+    UNSPECIFIED = 0
+    TEXT = 1
+    JSON = 2
+
+
 class Role(betterproto.Enum):
     UNSPECIFIED = 0
     SYSTEM = 1
@@ -67,6 +73,8 @@ class LlmParameters(betterproto.Message):
     max_tokens: Optional[int] = betterproto.uint32_field(2, optional=True)
     top_p: Optional[float] = betterproto.double_field(3, optional=True)
     stop: List[str] = betterproto.string_field(4)
+    response_format: "ResponseFormat" = betterproto.enum_field(5)
+    """JSON: the answer must parse as JSON, or the reply is an error."""
 
 
 @dataclass(eq=False, repr=False)
@@ -75,6 +83,35 @@ class ChatMessage(betterproto.Message):
 
     role: "Role" = betterproto.enum_field(1)
     content: str = betterproto.string_field(2)
+    tool_calls: List["ToolCall"] = betterproto.message_field(3)
+    """ROLE_ASSISTANT: the functions the model called in this turn."""
+
+    tool_call_id: str = betterproto.string_field(4)
+    """ROLE_TOOL: the call this turn is the result of."""
+
+
+@dataclass(eq=False, repr=False)
+class ToolDefinition(betterproto.Message):
+    """A function the model may call (function calling)."""
+
+    name: str = betterproto.string_field(1)
+    description: str = betterproto.string_field(2)
+    """What the tool does: the model chooses tools by it."""
+
+    parameters: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(3)
+    """The JSON schema of the arguments (an object schema)."""
+
+
+@dataclass(eq=False, repr=False)
+class ToolCall(betterproto.Message):
+    """One function call chosen by the model."""
+
+    id: str = betterproto.string_field(1)
+    name: str = betterproto.string_field(2)
+    arguments: str = betterproto.string_field(3)
+    """
+    The arguments as the JSON object text the model wrote (it may not parse).
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -89,6 +126,11 @@ class LlmRequest(betterproto.Message):
     model: str = betterproto.string_field(3)
     parameters: "LlmParameters" = betterproto.message_field(4)
     messages: List["ChatMessage"] = betterproto.message_field(5)
+    tools: List["ToolDefinition"] = betterproto.message_field(6)
+    """
+    Functions the model may call instead of answering; the reply then
+     carries tool_calls and FINISH_REASON_TOOL_CALLS.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -114,6 +156,11 @@ class LlmResponse(betterproto.Message):
     finish_reason: "FinishReason" = betterproto.enum_field(6)
     cached: bool = betterproto.bool_field(7)
     duration: timedelta = betterproto.message_field(8)
+    provider: str = betterproto.string_field(9)
+    """The provider that answered (e.g. "openai", "local")."""
+
+    tool_calls: List["ToolCall"] = betterproto.message_field(10)
+    """The functions the model chose to call (finish_reason TOOL_CALLS)."""
 
 
 @dataclass(eq=False, repr=False)
@@ -129,6 +176,15 @@ class LlmChunk(betterproto.Message):
     """Set on the last chunk only."""
 
     finish_reason: "FinishReason" = betterproto.enum_field(5)
+    cost: float = betterproto.double_field(6)
+    """Set on the last chunk only: US dollars."""
+
+    model: str = betterproto.string_field(7)
+    """Set on the last chunk only."""
+
+    provider: str = betterproto.string_field(8)
+    cached: bool = betterproto.bool_field(9)
+    duration: timedelta = betterproto.message_field(10)
 
 
 @dataclass(eq=False, repr=False)
@@ -157,6 +213,10 @@ class EmbeddingResult(betterproto.Message):
     text_ids: List[str] = betterproto.string_field(4)
     tokens: "TokenUsage" = betterproto.message_field(5)
     cost: float = betterproto.double_field(6)
+    provider: str = betterproto.string_field(7)
+    duration: timedelta = betterproto.message_field(8)
+    cached: int = betterproto.uint32_field(9)
+    """How many of the texts the cache answered."""
 
 
 @dataclass(eq=False, repr=False)

@@ -61,6 +61,12 @@ class LlmOperation(betterproto.Message):
     request_id: str = betterproto.string_field(8)
     """The request (e.g. LlmRequest.request_id) the operation served."""
 
+    occurred_at: datetime = betterproto.message_field(9)
+    """
+    When the operation happened; reports and budgets place it in a period by
+     this time. Unset: when LLMOps stored it.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class UsageReportRequest(betterproto.Message):
@@ -81,6 +87,16 @@ class ModelUsage(betterproto.Message):
     completion_tokens: int = betterproto.uint64_field(4)
     cost: float = betterproto.double_field(5)
     errors: int = betterproto.uint64_field(6)
+    total_tokens: int = betterproto.uint64_field(7)
+    latency_p50: timedelta = betterproto.message_field(8)
+    latency_p95: timedelta = betterproto.message_field(9)
+    cache_hits: int = betterproto.uint64_field(10)
+    """
+    Operations the gateway's cache answered (status CACHED), and their share
+     of `operations`.
+    """
+
+    cache_hit_rate: float = betterproto.double_field(11)
 
 
 @dataclass(eq=False, repr=False)
@@ -93,6 +109,12 @@ class UsageReport(betterproto.Message):
     models: List["ModelUsage"] = betterproto.message_field(4)
     total_cost: float = betterproto.double_field(5)
     latency_p95: timedelta = betterproto.message_field(6)
+    total_operations: int = betterproto.uint64_field(7)
+    """Totals over every model of the report."""
+
+    total_tokens: int = betterproto.uint64_field(8)
+    latency_p50: timedelta = betterproto.message_field(9)
+    cache_hit_rate: float = betterproto.double_field(10)
 
 
 class LlmopsServiceStub(betterproto.ServiceStub):

@@ -4,10 +4,14 @@
 # This file has been @generated
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import (
+    datetime,
+    timedelta,
+)
 from typing import (
     TYPE_CHECKING,
     Dict,
+    List,
     Optional,
 )
 
@@ -30,6 +34,13 @@ class DeploymentState(betterproto.Enum):
     ROLLED_BACK = 4
 
 
+class TrainingState(betterproto.Enum):
+    UNSPECIFIED = 0
+    RUNNING = 1
+    SUCCEEDED = 2
+    FAILED = 3
+
+
 @dataclass(eq=False, repr=False)
 class TrainingJob(betterproto.Message):
     """ml_training_job: a model to train."""
@@ -40,6 +51,11 @@ class TrainingJob(betterproto.Message):
     """Location of the training data, e.g. a dataset URI."""
 
     parameters: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(4)
+    model_id: str = betterproto.string_field(5)
+    """
+    Registry name the trained model is stored under, as its next version.
+     Empty: "<dataset>-<model_type>".
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -60,6 +76,8 @@ class PredictionResult(betterproto.Message):
     output: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(3)
     confidence: float = betterproto.double_field(4)
     latency: timedelta = betterproto.message_field(5)
+    model_version: str = betterproto.string_field(6)
+    """The registry version that answered (the deployed one)."""
 
 
 @dataclass(eq=False, repr=False)
@@ -71,6 +89,74 @@ class ModelDeployment(betterproto.Message):
     model_version: str = betterproto.string_field(3)
     environment: str = betterproto.string_field(4)
     state: "DeploymentState" = betterproto.enum_field(5)
+
+
+@dataclass(eq=False, repr=False)
+class ModelVersion(betterproto.Message):
+    """One trained version of a model in the registry."""
+
+    version: str = betterproto.string_field(1)
+    model_type: str = betterproto.string_field(2)
+    training_data: str = betterproto.string_field(3)
+    job_id: str = betterproto.string_field(4)
+    metrics: Dict[str, float] = betterproto.map_field(
+        5, betterproto.TYPE_STRING, betterproto.TYPE_DOUBLE
+    )
+    """
+    Held-out evaluation and training figures, e.g. accuracy, f1_macro, r2.
+    """
+
+    created_at: datetime = betterproto.message_field(6)
+    feature_names: List[str] = betterproto.string_field(7)
+    """The inputs a prediction gives, in order."""
+
+    classes: List[str] = betterproto.string_field(8)
+    """The labels a classifier answers with (empty for a regressor)."""
+
+
+@dataclass(eq=False, repr=False)
+class ModelQuery(betterproto.Message):
+    """Ask the registry about a model."""
+
+    request_id: str = betterproto.string_field(1)
+    model_id: str = betterproto.string_field(2)
+    environment: str = betterproto.string_field(3)
+    """Empty: the predictors' environment."""
+
+
+@dataclass(eq=False, repr=False)
+class ModelRegistry(betterproto.Message):
+    """A model's versions, oldest first, and the version deployed."""
+
+    request_id: str = betterproto.string_field(1)
+    model_id: str = betterproto.string_field(2)
+    versions: List["ModelVersion"] = betterproto.message_field(3)
+    deployed_version: str = betterproto.string_field(4)
+    """Empty: no version is deployed in the environment."""
+
+    environment: str = betterproto.string_field(5)
+
+
+@dataclass(eq=False, repr=False)
+class TrainingQuery(betterproto.Message):
+    """Ask how a training job went."""
+
+    request_id: str = betterproto.string_field(1)
+    job_id: str = betterproto.string_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class TrainingStatus(betterproto.Message):
+    """Where a training job is; a failed job says why."""
+
+    request_id: str = betterproto.string_field(1)
+    job_id: str = betterproto.string_field(2)
+    state: "TrainingState" = betterproto.enum_field(3)
+    model_id: str = betterproto.string_field(4)
+    model_version: str = betterproto.string_field(5)
+    """The version the job produced (succeeded jobs only)."""
+
+    error: str = betterproto.string_field(6)
 
 
 class MlopsServiceStub(betterproto.ServiceStub):
@@ -125,6 +211,40 @@ class MlopsServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def models(
+        self,
+        model_query: "ModelQuery",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ModelRegistry":
+        return await self._unary_unary(
+            "/ai.mlops.v1.MlopsService/Models",
+            model_query,
+            ModelRegistry,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def jobs(
+        self,
+        training_query: "TrainingQuery",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "TrainingStatus":
+        return await self._unary_unary(
+            "/ai.mlops.v1.MlopsService/Jobs",
+            training_query,
+            TrainingStatus,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class MlopsServiceBase(ServiceBase):
 
@@ -141,6 +261,12 @@ class MlopsServiceBase(ServiceBase):
     async def deploy(
         self, model_deployment: "ModelDeployment"
     ) -> "betterproto_lib_google_protobuf.Empty":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def models(self, model_query: "ModelQuery") -> "ModelRegistry":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def jobs(self, training_query: "TrainingQuery") -> "TrainingStatus":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_training(
@@ -166,6 +292,20 @@ class MlopsServiceBase(ServiceBase):
         response = await self.deploy(request)
         await stream.send_message(response)
 
+    async def __rpc_models(
+        self, stream: "grpclib.server.Stream[ModelQuery, ModelRegistry]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.models(request)
+        await stream.send_message(response)
+
+    async def __rpc_jobs(
+        self, stream: "grpclib.server.Stream[TrainingQuery, TrainingStatus]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.jobs(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/ai.mlops.v1.MlopsService/Training": grpclib.const.Handler(
@@ -185,5 +325,17 @@ class MlopsServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ModelDeployment,
                 betterproto_lib_google_protobuf.Empty,
+            ),
+            "/ai.mlops.v1.MlopsService/Models": grpclib.const.Handler(
+                self.__rpc_models,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ModelQuery,
+                ModelRegistry,
+            ),
+            "/ai.mlops.v1.MlopsService/Jobs": grpclib.const.Handler(
+                self.__rpc_jobs,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                TrainingQuery,
+                TrainingStatus,
             ),
         }

@@ -52,6 +52,11 @@ class ContextRequest(betterproto.Message):
     max_tokens: int = betterproto.uint32_field(6)
     """Budget the rendered prompt must fit in (0: no limit)."""
 
+    model: str = betterproto.string_field(7)
+    """
+    Model whose tokenizer counts the budget; empty: the gateway's default model.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class ContextResult(betterproto.Message):
@@ -62,6 +67,14 @@ class ContextResult(betterproto.Message):
     estimated_tokens: int = betterproto.uint32_field(3)
     truncated_snippets: int = betterproto.uint32_field(4)
     """Snippets dropped to fit the budget."""
+
+    template_version: str = betterproto.string_field(5)
+    """
+    The template version rendered (the latest one when the request named none).
+    """
+
+    model: str = betterproto.string_field(6)
+    """The model whose tokenizer counted estimated_tokens."""
 
 
 class PromptServiceStub(betterproto.ServiceStub):

@@ -62,6 +62,15 @@ class RagDocument(betterproto.Message):
     source_uri: str = betterproto.string_field(5)
     """Source of the document, e.g. a URL or file name."""
 
+    data: bytes = betterproto.bytes_field(6)
+    """A binary document (PDF) instead of content."""
+
+    content_type: str = betterproto.string_field(7)
+    """
+    text/plain, text/markdown, text/html or application/pdf; empty: from the
+     extension of source_uri, else sniffed from the content.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class IngestStatus(betterproto.Message):
@@ -71,6 +80,14 @@ class IngestStatus(betterproto.Message):
     state: "IngestState" = betterproto.enum_field(2)
     chunks: int = betterproto.uint32_field(3)
     error: str = betterproto.string_field(4)
+    chunks_embedded: int = betterproto.uint32_field(5)
+    """Chunks embedded so far (EMBEDDING), or all of them (INDEXED)."""
+
+    unchanged: bool = betterproto.bool_field(6)
+    """INDEXED without work: the same content was already indexed."""
+
+    content_hash: str = betterproto.string_field(7)
+    """SHA-256 of the parsed document, hex."""
 
 
 @dataclass(eq=False, repr=False)
@@ -85,6 +102,12 @@ class QueryParameters(betterproto.Message):
         3, betterproto.TYPE_STRING, betterproto.TYPE_STRING
     )
     """Only search documents whose metadata has these values."""
+
+    min_relative_score: Optional[float] = betterproto.double_field(4, optional=True)
+    """
+    Drop sources whose fused score is below this fraction of the best one
+     (unset: the worker's default, 0.5; 0 keeps them all).
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -106,6 +129,22 @@ class Source(betterproto.Message):
     chunk_id: str = betterproto.string_field(2)
     score: float = betterproto.double_field(3)
     snippet: str = betterproto.string_field(4)
+    source_uri: str = betterproto.string_field(5)
+    similarity: float = betterproto.double_field(6)
+    """
+    Cosine similarity to the question (0 if only full-text search found it).
+    """
+
+
+@dataclass(eq=False, repr=False)
+class QueryTimings(betterproto.Message):
+    """Where the time of a query went."""
+
+    embedding: timedelta = betterproto.message_field(1)
+    retrieval: timedelta = betterproto.message_field(2)
+    prompt: timedelta = betterproto.message_field(3)
+    generation: timedelta = betterproto.message_field(4)
+    grounding: timedelta = betterproto.message_field(5)
 
 
 @dataclass(eq=False, repr=False)
@@ -118,6 +157,13 @@ class RagResult(betterproto.Message):
     tokens: "__gateway_v1__.TokenUsage" = betterproto.message_field(4)
     cost: float = betterproto.double_field(5)
     duration: timedelta = betterproto.message_field(6)
+    grounded: bool = betterproto.bool_field(7)
+    """False when a sentence of the answer is not supported by the sources."""
+
+    unsupported_sentences: List[str] = betterproto.string_field(8)
+    timings: "QueryTimings" = betterproto.message_field(9)
+    model: str = betterproto.string_field(10)
+    """The model that wrote the answer."""
 
 
 class RagServiceStub(betterproto.ServiceStub):

@@ -1,0 +1,47 @@
+"""The agent framework's settings, from AISDK_AGENT_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+DEFAULT_RAG_TOOL_DESCRIPTION = "Search the documents of the knowledge base and answer the question from them."
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    embedding_model: str = "local/wordllama"
+    chat_model: str = "local/extractive"
+    # Model calls of one agent loop before it must answer without tools.
+    max_rounds: int = 4
+    # Status events are re-broadcast this often, so a late listener learns
+    # every live agent's state within one interval.
+    status_interval_s: float = 5.0
+    # Seconds between looks at the task queue when nothing wakes a runner
+    # (other processes' tasks, retries whose backoff has passed).
+    task_poll_s: float = 0.5
+    # The RAG search tool's description: the offline model calls it when the
+    # question is similar to it, so name the documents' topics here.
+    rag_tool_description: str = DEFAULT_RAG_TOOL_DESCRIPTION
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """AISDK_AGENT_MAX_ROUNDS=6, ... (the field names, upper case); a value
+        of the wrong type, or not above zero, is an error naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f"AISDK_AGENT_{f.name.upper()}"
+            raw = env.get(name)
+            if raw is None:
+                continue
+            kind = type(getattr(cls(), f.name))
+            try:
+                value = kind(raw)
+            except ValueError as e:
+                raise ValueError(f"{name}={raw!r}: expected {kind.__name__}") from e
+            if isinstance(value, (int, float)) and value <= 0:
+                raise ValueError(f"{name}={raw!r}: must be above zero")
+            values[f.name] = value
+        return cls(**values)  # type: ignore[arg-type]

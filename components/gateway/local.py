@@ -1,0 +1,214 @@
+"""The offline provider `local`: real answers without a network.
+
+`local/extractive` answers from the prompt itself: it picks the sentences of
+the context that are most similar to the question (WordLlama) and returns
+them in their original order. Given tools, it calls the one whose
+description is most similar to the question (above TOOL_THRESHOLD), with the
+question as its string argument, and answers once the results are in. `local/wordllama` embeds with WordLlama's
+256-dimension vectors. Both report usage counted by litellm's token counter,
+so cost, limits and reports run the same path as a hosted provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wordllama import WordLlama  # type: ignore[import-untyped]
+
+PROVIDER = "local"
+CHAT_MODEL = "local/extractive"
+EMBEDDING_MODEL = "local/wordllama"
+EMBEDDING_DIMENSIONS = 256
+# Nominal prices (US dollars per token): small, but above zero, so that every
+# path that handles cost is exercised offline.
+PRICES: dict[str, dict[str, Any]] = {
+    CHAT_MODEL: {"input_cost_per_token": 1e-7, "output_cost_per_token": 2e-7, "mode": "chat"},
+    EMBEDDING_MODEL: {"input_cost_per_token": 1e-8, "output_cost_per_token": 0.0, "mode": "embedding"},
+}
+DEFAULT_SENTENCES = 3
+# A sentence joins the answer when it scores at least this share of the best
+# one: the answer stays on the question instead of padding to a count.
+RELATIVE_SCORE = 0.6
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# WordLlama similarity between the question and a tool's description above
+# which the tool is called. Measured: a description naming the documents'
+# topics scores 0.29-0.63 for questions on them; greetings, jokes and sums
+# score at most 0.17 against it.
+TOOL_THRESHOLD = 0.2
+
+
+@cache
+def wordllama() -> WordLlama:
+    """The model, loaded once per process from the weights in the wheel.
+    Plain `load()` would look for the tokenizer where the wheel does not put
+    it and go to the network."""
+    import wordllama as package
+    from wordllama import WordLlama
+
+    return WordLlama.load(cache_dir=Path(package.__file__).parent, disable_download=True)
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def split_question(messages: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
+    """The question (the last sentence of the last user turn) and the context
+    (every other sentence of the conversation, in order)."""
+    parts: list[str] = []
+    question = ""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    for i, message in enumerate(messages):
+        found = sentences(str(message.get("content") or ""))
+        if i == last_user and found:
+            asked = [s for s in found if s.endswith("?")]
+            question = asked[-1] if asked else found[-1]
+            found.remove(question)
+        parts.extend(found)
+    return question, parts
+
+
+def extract(messages: Sequence[dict[str, Any]], max_sentences: int = DEFAULT_SENTENCES) -> str:
+    """The context sentences that best answer the question, in prompt order.
+    With no context, the question itself is all the prompt has to offer."""
+    question, context = split_question(messages)
+    if not context:
+        return question
+    if not question or len(context) == 1:
+        return " ".join(context[:max_sentences])
+    ranked = wordllama().rank(question, context, sort=True)
+    top = ranked[0][1]
+    best = {text for text, score in ranked[:max_sentences] if score >= top * RELATIVE_SCORE} | {ranked[0][0]}
+    return " ".join(s for s in context if s in best)
+
+
+def _string_parameter(schema: Any) -> str | None:
+    """The parameter the question goes into: the first required string
+    parameter, else the first string one."""
+    if not isinstance(schema, dict):
+        return None
+    properties = schema.get("properties") or {}
+    strings = [name for name, p in properties.items() if isinstance(p, dict) and p.get("type") == "string"]
+    required = [str(name) for name in schema.get("required") or () if name in strings]
+    chosen = required or [str(name) for name in strings]
+    return chosen[0] if chosen else None
+
+
+def choose_tool(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
+    """(tool name, argument name) of the tool to call for the last user turn,
+    or None to answer. Once a tool has answered that turn, the model answers."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    if last_user < 0 or any(m.get("role") == "tool" for m in messages[last_user + 1:]):
+        return None
+    question, _ = split_question(messages)
+    best: tuple[float, str, str] | None = None
+    for tool in tools:
+        function = tool.get("function") or {}
+        name, argument = function.get("name"), _string_parameter(function.get("parameters"))
+        if not name or argument is None:
+            continue  # nothing to put the question in
+        score = float(wordllama().similarity(question, f"{function.get('description') or ''}"))
+        if score >= TOOL_THRESHOLD and (best is None or score > best[0]):
+            best = (score, name, argument)
+    return None if best is None else (best[1], best[2])
+
+
+def truncate_words(text: str, max_tokens: int | None, model: str) -> tuple[str, bool]:
+    """Cut the answer to max_tokens (counted the way usage is); True if cut."""
+    if not max_tokens or count_text(model, text) <= max_tokens:
+        return text, False
+    words = text.split(" ")
+    while words and count_text(model, " ".join(words)) > max_tokens:
+        words.pop()
+    return " ".join(words), True
+
+
+def count_text(model: str, text: str) -> int:
+    import litellm
+
+    return int(litellm.token_counter(model=model, text=text))
+
+
+def count_messages(model: str, messages: Sequence[dict[str, Any]]) -> int:
+    import litellm
+
+    return int(litellm.token_counter(model=model, messages=list(messages)))
+
+
+def provider() -> Any:
+    """The litellm CustomLLM serving provider `local` (built on first use,
+    since its base class lives in litellm)."""
+    from litellm.llms.custom_llm import CustomLLM
+    from litellm.types.utils import (
+        ChatCompletionMessageToolCall, EmbeddingResponse, Function, GenericStreamingChunk, ModelResponse, Usage,
+    )
+
+    class LocalProvider(CustomLLM):
+        def _answer(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> tuple[str, str]:
+            text, cut = truncate_words(extract(messages), params.get("max_tokens"), f"{PROVIDER}/{model}")
+            return text, "length" if cut else "stop"
+
+        async def acompletion(
+            self, model: str, messages: list[dict[str, Any]], api_base: str, custom_prompt_dict: dict[str, Any],
+            model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
+            optional_params: dict[str, Any], *args: Any, **kwargs: Any,
+        ) -> ModelResponse:
+            name = f"{PROVIDER}/{model}"
+            prompt_tokens = count_messages(name, messages)
+            chosen = choose_tool(messages, optional_params.get("tools") or ())
+            if chosen is not None:
+                tool, argument = chosen
+                arguments = json.dumps({argument: split_question(messages)[0]})
+                # The id is derived from the conversation, so a repeated call is the same call.
+                call_id = "call_" + hashlib.sha256(json.dumps([messages, tool], default=str).encode()).hexdigest()[:24]
+                model_response.choices[0].message.content = None
+                model_response.choices[0].message.tool_calls = [ChatCompletionMessageToolCall(
+                    id=call_id, type="function", function=Function(name=tool, arguments=arguments))]
+                text, finish = arguments, "tool_calls"
+            else:
+                text, finish = self._answer(model, messages, optional_params)
+                model_response.choices[0].message.content = text
+            completion_tokens = count_text(name, text)
+            setattr(model_response.choices[0], "finish_reason", finish)
+            model_response.model = model
+            setattr(model_response, "usage", Usage(
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ))
+            return model_response
+
+        async def astreaming(  # type: ignore[override]  # an async generator, as litellm calls it
+            self, model: str, messages: list[dict[str, Any]], api_base: str, custom_prompt_dict: dict[str, Any],
+            model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
+            optional_params: dict[str, Any], *args: Any, **kwargs: Any,
+        ) -> AsyncIterator[GenericStreamingChunk]:
+            text, finish = self._answer(model, messages, optional_params)
+            words = text.split(" ")
+            for i, word in enumerate(words):
+                last = i == len(words) - 1
+                yield GenericStreamingChunk(
+                    text=word if i == 0 else f" {word}", is_finished=last, finish_reason=finish if last else "",
+                    usage=None, index=0, tool_use=None,
+                )
+
+        async def aembedding(
+            self, model: str, input: list[str], model_response: EmbeddingResponse, *args: Any, **kwargs: Any,
+        ) -> EmbeddingResponse:
+            vectors = wordllama().embed(list(input), norm=True)
+            tokens = sum(count_text(f"{PROVIDER}/{model}", text) for text in input)
+            model_response.data = [
+                {"object": "embedding", "index": i, "embedding": [float(x) for x in row]}
+                for i, row in enumerate(vectors)
+            ]
+            model_response.model = model
+            setattr(model_response, "usage", Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens))
+            return model_response
+
+    return LocalProvider()

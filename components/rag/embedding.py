@@ -1,0 +1,60 @@
+"""Embeddings through the gateway (gateway.embeddings over NATS), in batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from ai.gateway.v1 import gateway_bus, gateway_pb2
+from opentelemetry.util.types import AttributeValue
+
+from runtime.contract import CallOptions, Transport
+from runtime.telemetry import Telemetry
+from runtime.telemetry.names import ATTR, METRIC, SPAN
+
+
+@dataclass(slots=True)
+class Embedded:
+    vectors: list[list[float]]
+    tokens: int = 0
+    cost: float = 0.0
+
+
+async def embed(
+    bus: Transport,
+    tel: Telemetry,
+    tenant: str,
+    model: str,
+    request_id: str,
+    texts: Sequence[str],
+    batch: int,
+    timeout: float | None = None,
+    progress: Callable[[int], Awaitable[None]] | None = None,
+) -> Embedded:
+    """Vectors of texts in order; one gateway request per `batch` texts,
+    `progress(done)` after each."""
+    gateway = gateway_bus.GatewayServiceClient(bus, tenant)
+    options: CallOptions = {"timeout": timeout} if timeout else {}
+    out = Embedded([])
+    for start in range(0, len(texts), batch):
+        part = list(texts[start : start + batch])
+        attrs: dict[str, AttributeValue] = {ATTR.TENANT_ID: tenant, "embedding.model": model, "embedding.count": len(part)}
+        t0 = time.perf_counter()
+        with tel.span(SPAN.RAG_EMBEDDING_GENERATE, attrs) as span:
+            request = gateway_pb2.EmbeddingRequest(
+                request_id=f"{request_id}:{start // batch}", model=model, texts=part
+            )
+            result = await gateway.embeddings(request, **options)
+            if len(result.embeddings) != len(part):
+                raise ValueError(f"the gateway returned {len(result.embeddings)} embeddings for {len(part)} texts")
+            vectors = [list(e.values) for e in result.embeddings]
+            span.set_attribute("embedding.dimension", len(vectors[0]) if vectors else 0)
+        tel.metrics.counter(METRIC.RAG_EMBEDDINGS_GENERATED).add(len(part), {ATTR.TENANT_ID: tenant})
+        tel.metrics.histogram(METRIC.RAG_EMBEDDING_DURATION).record(time.perf_counter() - t0, {ATTR.TENANT_ID: tenant})
+        out.vectors.extend(vectors)
+        out.tokens += result.tokens.total
+        out.cost += result.cost
+        if progress is not None:
+            await progress(len(out.vectors))
+    return out

@@ -1,0 +1,54 @@
+"""Budget configuration: environment, TOML file, and clear errors for bad entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.llmops.budgets import Budget, BudgetConfigError, load_budgets
+
+
+def test_environment_budgets_with_a_default_tenant() -> None:
+    b = load_budgets({"AISDK_LLMOPS_BUDGETS": "acme=100/week, *=5", "AISDK_LLMOPS_ALERT_THRESHOLDS": "1,0.75"})
+    assert b.for_tenant("acme") == Budget(100.0, "week", (0.75, 1.0))
+    assert b.for_tenant("zeta") == Budget(5.0, "month", (0.75, 1.0))
+    assert load_budgets({}).for_tenant("acme") is None
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    path = tmp_path / "llmops.toml"
+    path.write_text('thresholds = [0.9]\n[budgets.acme]\nlimit = 10\nperiod = "day"\nthresholds = [0.5, 1.0]\n'
+                    '[budgets.beta]\nlimit = 3\n')
+    b = load_budgets({"AISDK_LLMOPS_CONFIG": str(path), "AISDK_LLMOPS_BUDGETS": "beta=4/day"})
+    assert b.for_tenant("acme") == Budget(10.0, "day", (0.5, 1.0))
+    assert b.for_tenant("beta") == Budget(4.0, "day", (0.9,))
+    assert Budget(10.0, thresholds=(0.5, 1.0)).crossed(5.0) == [0.5]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"AISDK_LLMOPS_BUDGETS": "acme"}, "is not TENANT=LIMIT"),
+    ({"AISDK_LLMOPS_BUDGETS": "acme=lots"}, "is not a number"),
+    ({"AISDK_LLMOPS_BUDGETS": "acme=0"}, "above 0"),
+    ({"AISDK_LLMOPS_BUDGETS": "acme=1/year"}, "unknown budget period 'year'"),
+    ({"AISDK_LLMOPS_BUDGETS": "acme=1", "AISDK_LLMOPS_ALERT_THRESHOLDS": "half"}, "thresholds must be numbers"),
+    ({"AISDK_LLMOPS_BUDGETS": "acme=1", "AISDK_LLMOPS_ALERT_THRESHOLDS": "0,1"}, "fractions above 0"),
+    ({"AISDK_LLMOPS_CONFIG": "/nonexistent/llmops.toml"}, "AISDK_LLMOPS_CONFIG"),
+])
+def test_bad_configuration_is_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(BudgetConfigError, match=message):
+        load_budgets(env)
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("[budgets.acme]\nperiod = 'day'\n", "at least `limit`"),
+    ("[budgets.acme]\nlimit = 1\nlimits = 2\n", "unknown keys limits"),
+    ("[budgets.acme]\nlimit = 'x'\n", "budgets.acme: limit must be a number"),
+    ("[budgets.acme]\nlimit = 1\nthresholds = ['x']\n", "budgets.acme: thresholds must be numbers"),
+    ("[budgets\n", "AISDK_LLMOPS_CONFIG"),
+])
+def test_bad_files_are_named(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "llmops.toml"
+    path.write_text(toml)
+    with pytest.raises(BudgetConfigError, match=message):
+        load_budgets({"AISDK_LLMOPS_CONFIG": str(path)})
