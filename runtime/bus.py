@@ -171,6 +171,19 @@ class Bus:
     def services(self) -> list[Service]:
         return list(self._services)
 
+    async def flush(self) -> None:
+        """Return once the server has processed everything this connection
+        sent so far (subscriptions included).
+
+        nats-py's own flush() writes its PING straight to the socket, ahead
+        of commands still queued for its flusher task, so its PONG can come
+        back before the server has seen a SUB sent just before: a request
+        from another connection then finds no responders. Having the
+        flusher write its queue first closes that gap."""
+        nc = self.nc
+        await nc._flush_pending(force_flush=True)
+        await nc.flush()
+
     async def connect(self) -> Bus:
         options = {k: v for k, v in self._connect_options.items() if v is not None}
 
@@ -533,7 +546,7 @@ class Bus:
         await micro.start()
         # Once serve returns, the server has the subscriptions: a request sent
         # from another connection right after finds its responder.
-        await self.nc.flush()
+        await self.flush()
         service = Service(handler, endpoints, micro, own_hooks)
         self._services.append(service)
         return service
@@ -571,6 +584,9 @@ class Bus:
         sub = await self.nc.subscribe(subject, queue=queue_group, cb=on_msg,
                                       pending_msgs_limit=self.pending_msgs_limit)
         self._subs.append(sub)
+        # An observer that returns before the server has its interest would
+        # miss what is published right after.
+        await self.flush()
         return sub
 
     # -- failures -----------------------------------------------------------
