@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NonInteractiveExampleWarning
@@ -17,6 +18,7 @@ from compat.strategies import messages
 from runtime.bus import Bus
 from runtime.settings import BusSettings
 from runtime.contract import Durability, Pattern, ServiceHandler, SubjectSpec
+from runtime.server import EmbeddedServer
 from tests.support import until
 
 TENANT = "garbage"
@@ -52,6 +54,15 @@ def serve_everything(cls: type[ServiceHandler]) -> ServiceHandler:
                 return None
             methods[name] = accept
     return type(f"Everything{cls.__name__}", (cls,), methods)()
+
+
+@pytest.fixture(scope="module")
+def nats_server() -> Iterator[EmbeddedServer]:
+    """A server of this module's own: serving every subject for all tenants
+    takes the all-tenant consumer of each work-queue stream, which a stream
+    refuses beside the per-tenant consumers other modules' workers leave."""
+    with EmbeddedServer(name="aisdk-garbage-test") as server:
+        yield server
 
 
 async def test_garbage_everywhere(nats_url: str) -> None:
