@@ -23,6 +23,7 @@ _OPERATION_RE = re.compile(r"[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*")
 _QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]*")
 _PATTERNS = {1: "EVENT", 2: "WORK_QUEUE", 3: "REQUEST_REPLY", 4: "STREAM"}
 _RETENTIONS = {0: "limits", 1: "limits", 2: "interest", 3: "work_queue"}
+COMPATIBILITY = {0: "BACKWARD", 1: "BACKWARD", 2: "FORWARD", 3: "FULL"}
 
 
 class ContractError(Exception):
@@ -121,6 +122,8 @@ class FileModel:
     minor: int
     messages: list[MessageModel]
     services: list[ServiceModel]
+    # How its validation rules may change between versions (compat.rules).
+    compatibility: str = "BACKWARD"
 
     @property
     def module(self) -> str:
@@ -350,6 +353,8 @@ def _file(
         raise ContractError(f"{fdp.name}: package {fdp.package!r} must look like ai.<component>.v<major>")
     contract = opts.read(fdp.options, opts.contract)
     minor = int(getattr(contract, "minor")) if contract is not None else 0
+    # Absent from images built with an options.proto older than the field.
+    mode = int(getattr(contract, "compatibility", 0)) if contract is not None else 0
     services: list[ServiceModel] = []
     for sp in fdp.service:
         rpcs = tuple(_rpc(opts, f"{fdp.name}: {fdp.package}.{sp.name}.{mp.name}", mp) for mp in sp.method)
@@ -362,6 +367,7 @@ def _file(
         minor=minor,
         messages=_messages(opts, fdp, pool),
         services=services,
+        compatibility=COMPATIBILITY.get(mode, "BACKWARD"),
     )
 
 

@@ -152,7 +152,7 @@ SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
     "ai.gateway.v1": "1.2",
     "ai.llmops.v1": "1.1",
     "ai.mlops.v1": "1.1",
-    "ai.options.v1": "1.1",
-    "ai.prompt.v1": "1.1",
+    "ai.options.v1": "1.2",
+    "ai.prompt.v1": "1.2",
     "ai.rag.v1": "1.1",
 }

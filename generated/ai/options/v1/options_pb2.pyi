@@ -22,6 +22,13 @@ class Retention(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RETENTION_LIMITS: _ClassVar[Retention]
     RETENTION_INTEREST: _ClassVar[Retention]
     RETENTION_WORK_QUEUE: _ClassVar[Retention]
+
+class Compatibility(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPATIBILITY_UNSPECIFIED: _ClassVar[Compatibility]
+    COMPATIBILITY_BACKWARD: _ClassVar[Compatibility]
+    COMPATIBILITY_FORWARD: _ClassVar[Compatibility]
+    COMPATIBILITY_FULL: _ClassVar[Compatibility]
 PATTERN_UNSPECIFIED: Pattern
 PATTERN_EVENT: Pattern
 PATTERN_WORK_QUEUE: Pattern
@@ -31,6 +38,10 @@ RETENTION_UNSPECIFIED: Retention
 RETENTION_LIMITS: Retention
 RETENTION_INTEREST: Retention
 RETENTION_WORK_QUEUE: Retention
+COMPATIBILITY_UNSPECIFIED: Compatibility
+COMPATIBILITY_BACKWARD: Compatibility
+COMPATIBILITY_FORWARD: Compatibility
+COMPATIBILITY_FULL: Compatibility
 SUBJECT_FIELD_NUMBER: _ClassVar[int]
 subject: _descriptor.FieldDescriptor
 RULES_FIELD_NUMBER: _ClassVar[int]
@@ -97,7 +108,9 @@ class FieldRules(_message.Message):
     def __init__(self, required: _Optional[bool] = ..., min_len: _Optional[int] = ..., max_len: _Optional[int] = ..., pattern: _Optional[str] = ..., gte: _Optional[float] = ..., lte: _Optional[float] = ..., min_items: _Optional[int] = ..., max_items: _Optional[int] = ..., defined_only: _Optional[bool] = ..., generated_id: _Optional[bool] = ...) -> None: ...
 
 class Contract(_message.Message):
-    __slots__ = ("minor",)
+    __slots__ = ("minor", "compatibility")
     MINOR_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBILITY_FIELD_NUMBER: _ClassVar[int]
     minor: int
-    def __init__(self, minor: _Optional[int] = ...) -> None: ...
+    compatibility: Compatibility
+    def __init__(self, minor: _Optional[int] = ..., compatibility: _Optional[_Union[Compatibility, str]] = ...) -> None: ...

@@ -38,6 +38,28 @@ class Retention(betterproto.Enum):
     WORK_QUEUE = 3
 
 
+class Compatibility(betterproto.Enum):
+    """Compatibility mode of a package's validation rules between versions."""
+
+    UNSPECIFIED = 0
+    """The same as BACKWARD."""
+
+    BACKWARD = 1
+    """
+    Consumers with the new rules accept what producers with the old ones
+     send: rules may be loosened, never tightened.
+    """
+
+    FORWARD = 2
+    """
+    Consumers with the old rules accept what producers with the new ones
+     send: rules may be tightened, never loosened.
+    """
+
+    FULL = 3
+    """Both: rules do not change."""
+
+
 @dataclass(eq=False, repr=False)
 class Durability(betterproto.Message):
     """
@@ -135,3 +157,8 @@ class Contract(betterproto.Message):
     """
 
     minor: int = betterproto.uint32_field(1)
+    compatibility: "Compatibility" = betterproto.enum_field(2)
+    """
+    Which readers a change to the package's validation rules must keep
+     working for (docs/versioning.md). Every file of a package says the same.
+    """
