@@ -4,6 +4,7 @@ context by request, token budgets counted by the gateway's tokenizer."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -37,9 +38,17 @@ async def url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def client(bus: Bus, url: str) -> prompt_bus.PromptServiceClient:
-    await bus.serve(PromptManager(database_url=url), tenants=["p1", "p2"])
-    c = prompt_bus.PromptServiceClient(bus, "p1")
+def tenants() -> tuple[str, str]:
+    """Two tenants of this test's own: the template stream outlives a test
+    on the session's server, and a new per-tenant consumer replays its tenant."""
+    run = uuid.uuid4().hex[:8]
+    return f"p1{run}", f"p2{run}"
+
+
+@pytest.fixture
+async def client(bus: Bus, url: str, tenants: tuple[str, str]) -> prompt_bus.PromptServiceClient:
+    await bus.serve(PromptManager(database_url=url), tenants=list(tenants))
+    c = prompt_bus.PromptServiceClient(bus, tenants[0])
     for version, text in (("1", "Old {question}"), ("2", "Answer {question} for {user}.\n{context}")):
         await c.templates(prompt_pb2.PromptTemplate(template_id="qa", template=text, version=version,
                                                     variables={"user": "a customer"}))
@@ -95,12 +104,12 @@ async def test_snippets_are_dropped_to_fit_the_budget(client: prompt_bus.PromptS
     assert unbounded.truncated_snippets == 0 and unbounded.estimated_tokens > 200
 
 
-async def test_errors_carry_codes(client: prompt_bus.PromptServiceClient, bus: Bus) -> None:
+async def test_errors_carry_codes(client: prompt_bus.PromptServiceClient, bus: Bus, tenants: tuple[str, str]) -> None:
     with pytest.raises(RemoteError) as e:
         await client.context(ctx())
     assert e.value.code_name == "CODE_INVALID_ARGUMENT" and "question" in e.value.message
     with pytest.raises(RemoteError) as e:
-        await prompt_bus.PromptServiceClient(bus, "p2").context(ctx(variables={"question": "q"}))
+        await prompt_bus.PromptServiceClient(bus, tenants[1]).context(ctx(variables={"question": "q"}))
     assert e.value.code_name == "CODE_NOT_FOUND", "templates never cross tenants"
     with pytest.raises(RemoteError) as e:
         await client.context(ctx(variables={"question": "q"}, template_version="7"))

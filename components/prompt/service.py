@@ -1,7 +1,8 @@
-"""Prompt management: templates arrive as events on prompt.templates and are
-stored in PostgreSQL with every version; prompt.context renders the latest
-(or a pinned) version, with retrieved snippets fitted into a token budget
-counted by the gateway's tokenizer.
+"""Prompt management: templates arrive as durable events on prompt.templates
+(one consumer shared by every worker, so a template published while none runs
+waits for the next) and are stored in PostgreSQL with every version;
+prompt.context renders the latest (or a pinned) version, with retrieved
+snippets fitted into a token budget counted by the gateway's tokenizer.
 
 All state is in the database: every worker answers the same, and a worker
 started later knows every template stored before it."""
@@ -9,6 +10,7 @@ started later knows every template stored before it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from ai.envelope.v1 import envelope_pb2
@@ -29,6 +31,13 @@ Code = envelope_pb2.Error
 TEMPLATE_ID = "prompt.template.id"
 TEMPLATE_VERSION = "prompt.template.version"
 MODEL = "prompt.model"
+
+
+def _published_us(ctx: Context) -> int:
+    """When the template was published, by the publisher's envelope; the
+    time of arrival for an envelope without one."""
+    sent = ctx.envelope.time
+    return sent.ToMicroseconds() if sent.seconds or sent.nanos else time.time_ns() // 1000
 
 
 class PromptManager(prompt_bus.PromptServiceHandler):
@@ -57,7 +66,7 @@ class PromptManager(prompt_bus.PromptServiceHandler):
 
     async def templates(self, request: prompt_pb2.PromptTemplate, ctx: Context) -> None:
         async with self.pool.connection() as conn, conn.transaction():
-            await store.publish(conn, ctx.tenant_id, ctx.message_id, request)
+            await store.publish(conn, ctx.tenant_id, ctx.message_id, request, _published_us(ctx))
 
     async def _template(self, tenant: str, template_id: str, version: str) -> store.Template:
         async with self.pool.connection() as conn:

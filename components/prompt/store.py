@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from psycopg.types.json import Jsonb
 
-from ai.prompt.v1 import prompt_pb2
+from ai.prompt.v1 import prompt_bus, prompt_pb2
 from components.storage import Connection
-
-# Far longer than any redelivery or reconnect replay of one event.
-PUBLICATIONS_KEPT = "1 day"
+# Applied message ids are remembered at least as long as the stream keeps
+# the events: a consumer created later replays what the stream still holds,
+# and each of those must be recognised as applied.
+_STREAM = prompt_bus.PROMPT_TEMPLATES.durability
+PUBLICATIONS_KEPT_S = max(86_400, _STREAM.max_age_s if _STREAM is not None else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +23,16 @@ class Template:
     variables: dict[str, str]
 
 
-async def publish(conn: Connection, tenant: str, message_id: str, t: prompt_pb2.PromptTemplate) -> bool:
-    """Store the template as its id's latest version, once per publication;
-    True if this call stored it. Call inside a transaction."""
+async def publish(
+    conn: Connection, tenant: str, message_id: str, t: prompt_pb2.PromptTemplate, published_us: int
+) -> bool:
+    """Store the template once per publication; True if this call stored it.
+    Call inside a transaction.
+
+    `published_us` (the envelope's time) orders publications: workers sharing
+    the durable consumer apply events in parallel, and a redelivery can come
+    after a later event, so the order of arrival is not the order published.
+    A version becomes the latest only if published after what is stored."""
     if message_id:
         cur = await conn.execute(
             "INSERT INTO prompt_publications (tenant_id, message_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -32,17 +41,19 @@ async def publish(conn: Connection, tenant: str, message_id: str, t: prompt_pb2.
         if cur.rowcount == 0:
             return False
         await conn.execute(
-            f"DELETE FROM prompt_publications WHERE applied_at < now() - interval '{PUBLICATIONS_KEPT}'"
+            "DELETE FROM prompt_publications WHERE applied_at < now() - make_interval(secs => %s)",
+            (PUBLICATIONS_KEPT_S,),
         )
     await conn.execute(
         """
-        INSERT INTO prompt_templates (tenant_id, template_id, version, template, variables)
-        VALUES (%s, %s, %s, %s, %s)
+        INSERT INTO prompt_templates (tenant_id, template_id, version, template, variables, publication)
+        VALUES (%s, %s, %s, %s, %s, %s)
         ON CONFLICT (tenant_id, template_id, version) DO UPDATE
         SET template = EXCLUDED.template, variables = EXCLUDED.variables,
-            publication = nextval('prompt_publication_seq'), published_at = now()
+            publication = EXCLUDED.publication, published_at = now()
+        WHERE prompt_templates.publication < EXCLUDED.publication
         """,
-        (tenant, t.template_id, t.version, t.template, Jsonb(dict(t.variables))),
+        (tenant, t.template_id, t.version, t.template, Jsonb(dict(t.variables)), published_us),
     )
     return True
 

@@ -153,6 +153,6 @@ SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
     "ai.llmops.v1": "1.1",
     "ai.mlops.v1": "1.1",
     "ai.options.v1": "1.2",
-    "ai.prompt.v1": "1.1",
+    "ai.prompt.v1": "1.2",
     "ai.rag.v1": "1.1",
 }

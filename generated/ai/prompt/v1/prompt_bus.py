@@ -13,6 +13,7 @@ from runtime.contract import (
     check_tenant,
     Context,
     DEFAULT_PREFIX,
+    Durability,
     no_violations,
     Operation,
     Pattern,
@@ -23,7 +24,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
 
 
 def validate_prompt_template(m: prompt_pb2.PromptTemplate, prefix: str = '') -> list[Violation]:
@@ -102,14 +103,14 @@ PROMPT_TEMPLATES: Final[SubjectSpec[prompt_pb2.PromptTemplate, empty_pb2.Empty]]
     request_type=prompt_pb2.PromptTemplate,
     reply_type=empty_pb2.Empty,
     timeout_ms=0,
-    durability=None,
+    durability=Durability(retention="limits", max_deliver=5, ack_wait_ms=30000, backoff_ms=(1000, 5000,), duplicate_window_ms=600000, max_age_s=86400),
     reply_event="",
     schema_version=SCHEMA_VERSION,
     source="ai/prompt/v1/prompt.proto",
     validate_request=validate_prompt_template,
     validate_reply=no_violations,
 )
-"""ai.prompt.templates.{tenant_id}: event, fanned out to every subscriber."""
+"""ai.prompt.templates.{tenant_id}: event, fanned out to every subscriber, durable (JetStream)."""
 PROMPT_TEMPLATES_SUBJECT: Final = "ai.prompt.templates.{tenant_id}"
 
 
