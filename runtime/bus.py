@@ -104,6 +104,9 @@ class Bus:
         self.mirror_headers = s.mirror_headers
         # Handlers cancelled because they outlived Bus.close's deadline.
         self.cancelled_on_close = 0
+        # Messages the client dropped because a subscription's pending limit
+        # was reached (a slow consumer): the bound that keeps memory flat.
+        self.slow_consumer_dropped = 0
         self._connect_options: dict[str, Any] = {
             "name": s.name,
             "user_credentials": s.user_credentials,
@@ -188,6 +191,14 @@ class Bus:
         options = {k: v for k, v in self._connect_options.items() if v is not None}
 
         async def on_error(e: Exception) -> None:
+            if isinstance(e, nats.errors.SlowConsumerError):
+                # nats-py reports every dropped message: count each, log at
+                # powers of two so that a flood does not flood the log too.
+                self.slow_consumer_dropped += 1
+                n = self.slow_consumer_dropped
+                if n & (n - 1) == 0:
+                    log.warning("slow consumer on %s: %d message(s) dropped so far", e.subject, n)
+                return
             # Kept: a later failure (a JetStream check that timed out on a
             # permissions violation, say) reports what the server said.
             self._last_server_error = str(e)

@@ -107,6 +107,16 @@ class EmbeddedServer:
             self._tmp = None
             self._store = None
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; its store is kept, so
+        start() brings it back with what it had persisted."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc is not None and self._proc.stderr:
+            self._proc.stderr.close()
+        self._proc = None
+
     def terminate(self) -> None:
         """Ask the server to stop, without waiting (safe in a signal handler)."""
         if self._proc is not None and self._proc.poll() is None:
