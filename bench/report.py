@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from bench import measure, run
+from bench import measure, run, services
 from bench.harness import Sample, median
 from runtime.server import nats_server_binary
 
@@ -146,8 +146,43 @@ def seed_targets(f: Figures) -> dict[str, Any]:
                          "envelope + payload encode and decode, validated"),
         "otel_overhead_pct": (_overhead_pct(f), "< 5",
                               "traced vs untraced request/reply, median, messaging alone"),
+        "rag_ingest_documents_s": (_round(f.median("rag_ingest", "documents"), 1), "> 100",
+                                   "rag.ingest documents published back to back until INDEXED, local providers"),
+        "rag_query_queuing_p95_ms": (_ms(_lat(f, "rag_queuing", "query", _p95)), "< 5",
+                                     "rag.queries publish -> query handler starts"),
+        "document_ingestion_queuing_p95_ms": (_ms(_lat(f, "rag_queuing", "ingest", _p95)), "< 10",
+                                              "rag.ingest publish -> ingest handler starts"),
     }
     return {k: {**_check(v, goal), "measured": how} for k, (v, goal, how) in targets.items()}
+
+
+def components(f: Figures, r: run.Run) -> dict[str, Any]:
+    """The gateway as ratios to a bare litellm call of the same run, LLMOps
+    and RAG as rates, queuing (publish -> handler) beside the whole query."""
+    if not r.components:
+        return {"available": False, "note": services.UNAVAILABLE}
+    docs = f.median("rag_ingest", "documents")
+    per_doc = r.facts.get("chunks_per_document")
+    return {
+        "available": True,
+        "gateway": {
+            "model": services.MODEL,
+            "provider_call_ratio_p50": f.ratio("gateway", "provider_call", "bare", _p50),
+            "provider_call_ratio_p95": f.ratio("gateway", "provider_call", "bare", _p95),
+            "cache_hit_ratio_p50": f.ratio("gateway", "cache_hit", "bare", _p50),
+            "cache_hit_ratio_p95": f.ratio("gateway", "cache_hit", "bare", _p95),
+            **_cases(f, "gateway", f.latency),
+        },
+        "llmops": {"operations_s": _round(f.median("llmops", "operations"), 1)},
+        "rag": {
+            "documents_s": _round(docs, 1),
+            "chunks_per_document": per_doc,
+            "chunks_s": None if docs is None or per_doc is None else _round(docs * per_doc, 1),
+            "ingest_queuing": f.latency("rag_queuing", "ingest"),
+            "query_queuing": f.latency("rag_queuing", "query"),
+            "query": f.latency("rag_queuing", "query_whole"),
+        },
+    }
 
 
 def faststream(f: Figures, r: run.Run) -> dict[str, Any]:
@@ -213,6 +248,7 @@ def summary(r: run.Run) -> dict[str, Any]:
             **_cases(f, "jetstream", f.rate),
         },
         "faststream": fs,
+        "components": components(f, r),
         "seed_targets": seed_targets(f),
     }
     traced = out["request_reply"]["traced_ratio_p95"]
@@ -301,6 +337,40 @@ def _comparison(s: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _components(c: dict[str, Any]) -> list[str]:
+    if not c["available"]:
+        return ["", f"Components: {c['note']}."]
+    g, rag = c["gateway"], c["rag"]
+    out = ["", f"Components, offline local providers (`{g['model']}`), same run:", ""]
+    return out + _table(["", "p50", "p95", "÷ bare litellm p50", "÷ bare litellm p95"], [
+        ["bare `litellm.acompletion`, in process", _us(g.get("bare"), "p50_us"), _us(g.get("bare"), "p95_us"),
+         "1.00x", "1.00x"],
+        ["`gateway.requests` over NATS, provider call", _us(g.get("provider_call"), "p50_us"),
+         _us(g.get("provider_call"), "p95_us"), _x(g["provider_call_ratio_p50"]), _x(g["provider_call_ratio_p95"])],
+        ["`gateway.requests` over NATS, cache hit", _us(g.get("cache_hit"), "p50_us"),
+         _us(g.get("cache_hit"), "p95_us"), _x(g["cache_hit_ratio_p50"]), _x(g["cache_hit_ratio_p95"])],
+        ["`rag.ingest` publish -> handler starts (queuing)", _us(rag["ingest_queuing"], "p50_us"),
+         _us(rag["ingest_queuing"], "p95_us"), "", ""],
+        ["`rag.queries` publish -> handler starts (queuing)", _us(rag["query_queuing"], "p50_us"),
+         _us(rag["query_queuing"], "p95_us"), "", ""],
+        ["`rag.queries` round trip (embed, retrieve, prompt, generate)", _us(rag["query"], "p50_us"),
+         _us(rag["query"], "p95_us"), "", ""],
+    ]) + [""] + _table(["", "rate"], [
+        ["LLMOps operations stored", _per_s(c["llmops"]["operations_s"], "operations")],
+        ["RAG ingestion, documents", _per_s(rag["documents_s"], "documents")],
+        [f"RAG ingestion, chunks ({_num(rag['chunks_per_document'])} per document)",
+         _per_s(rag["chunks_s"], "chunks")],
+    ])
+
+
+def _per_s(v: float | None, what: str) -> str:
+    return DASH if v is None else f"{v:,.0f} {what}/s"
+
+
+def _num(v: float | None) -> str:
+    return DASH if v is None else f"{v:g}"
+
+
 def _met(v: bool | None) -> str:
     return DASH if v is None else ("yes" if v else "**no**")
 
@@ -320,6 +390,7 @@ def markdown(s: dict[str, Any]) -> str:
         out += ["", "Ours ÷ FastStream, same run:", ""]
         out += _table(["", "ours ÷ FastStream", "ahead"],
                       [[label, _x(fs[k]), _met(fs["ahead"][k])] for k, label in labels.items()])
+    out += _components(s["components"])
     out += ["", "Seed targets:", ""]
     out += _table(["target", "measured on", "ours", "met"],
                   [[k, t["measured"], f"{DASH if t['value'] is None else t['value']} ({t['goal']})", _met(t["met"])]

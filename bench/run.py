@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
-from bench import codec, measure, tracing
+from bench import codec, measure, services, tracing
 from bench.harness import Case, Group, Progress, Results, Sample, run_groups, steps
 from bench.measure import Messaging
 from bench.ours import GATEWAY, MESSAGING, Ours, OursDurable
@@ -49,8 +49,11 @@ class Run:
     notes: list[str]
     traced: bool
     faststream: bool
+    components: bool
     seconds: float
     spans: dict[str, int]
+    # Figures a run learns besides its samples (chunks per ingested document).
+    facts: dict[str, float]
 
 
 def _configs(url: str, with_faststream: bool) -> dict[str, Messaging]:
@@ -109,17 +112,25 @@ async def run(plan: Plan, *, progress: bool = True) -> Run:
     with_faststream = faststream_available()
     if not with_faststream:
         notes.append("FastStream rows skipped: install the bench extra (pip install -e '.[bench]')")
+    with_components = services.available()
+    if not with_components:
+        notes.append(services.UNAVAILABLE)
     with EmbeddedServer(name="aisdk-bench") as server:
         configs = _configs(server.url, with_faststream)
         traced = "ours_traced" in configs
         if not traced:
             notes.append(tracing.UNAVAILABLE)
         started: list[Messaging] = []
+        stack = services.Stack(server.url) if with_components else None
+        facts: dict[str, float] = {}
         try:
             for config in configs.values():
                 await config.start()
                 started.append(config)
             groups = _groups(plan, configs)
+            if stack is not None:
+                await stack.start()
+                groups += services.groups(plan, stack)
             bar = Progress(steps(groups, plan.rounds)) if progress else None
             try:
                 results = await run_groups(groups, plan.rounds, bar)
@@ -127,7 +138,11 @@ async def run(plan: Plan, *, progress: bool = True) -> Run:
                 if bar:
                     bar.close()
         finally:
+            if stack is not None:
+                facts = stack.facts()
+                await stack.stop()
             for config in reversed(started):
                 await config.stop()
     spans = {name: c.exporter.exported for name, c in configs.items() if c.exporter is not None}
-    return Run(plan, results, notes, traced, with_faststream, time.monotonic() - t0, spans)
+    return Run(plan, results, notes, traced, with_faststream, with_components, time.monotonic() - t0, spans,
+               facts)

@@ -37,6 +37,12 @@ def _rag() -> ServiceHandler:
     return RagWorker()
 
 
+def _api() -> ServiceHandler:
+    from components.api import Api
+
+    return Api()
+
+
 def _agents() -> ServiceHandler:
     from components.agents.service import AgentsService
 
@@ -52,4 +58,5 @@ COMPONENTS: dict[str, Callable[[], ServiceHandler]] = {
     "rag": _rag,
     "mlops": _mlops,
     "agents": _agents,
+    "api": _api,
 }

@@ -17,16 +17,19 @@ from typing import Any
 
 import pytest
 
-from bench import report, run
+from bench import report, run, services
 from bench.harness import Case, Sample, percentile, rotated
 from tests.support import ROOT, aisdk
 
 HAS_FASTSTREAM = all(importlib.util.find_spec(m) for m in ("faststream", "pydantic"))
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+HAS_COMPONENTS = services.available()
 SEED_TARGETS = {
     "agent_messaging_p95_ms", "gateway_queuing_p95_ms", "rag_queue_msg_s", "gateway_msg_s",
     "agent_messaging_msg_s", "codec_p95_ms", "otel_overhead_pct",
+    "rag_ingest_documents_s", "rag_query_queuing_p95_ms", "document_ingestion_queuing_p95_ms",
 }
+COMPONENT_TARGETS = ("rag_ingest_documents_s", "rag_query_queuing_p95_ms", "document_ingestion_queuing_p95_ms")
 
 
 def number(x: Any) -> bool:
@@ -88,6 +91,28 @@ def test_seed_targets_and_goals_are_judged(quick_run: tuple[dict[str, Any], Path
         assert goal["met"] is judged(goal), name
     # Every figure the quick run measures is judged, not left unknown.
     assert all(s["goals"][k]["met"] is not None for k in ("codec_ratio", "pubsub_ratio", "request_reply_ratio_p95"))
+
+
+def test_component_rows_or_why_not(quick_run: tuple[dict[str, Any], Path | None]) -> None:
+    s = quick_run[0]
+    c = s["components"]
+    assert c["available"] is HAS_COMPONENTS
+    if not HAS_COMPONENTS:
+        assert "components extra" in c["note"] and any("components extra" in n for n in s["notes"])
+        assert all(s["seed_targets"][k]["value"] is None for k in COMPONENT_TARGETS)
+        return
+    g = c["gateway"]
+    for key in ("provider_call_ratio_p50", "provider_call_ratio_p95", "cache_hit_ratio_p50", "cache_hit_ratio_p95"):
+        assert number(g[key]), key
+    for case in ("bare", "provider_call", "cache_hit"):
+        assert number(g[case]["p50_us"]) and number(g[case]["p95_us"]), case
+    assert number(c["llmops"]["operations_s"])
+    rag = c["rag"]
+    assert number(rag["documents_s"]) and number(rag["chunks_s"]) and rag["chunks_per_document"] >= 1
+    for key in ("ingest_queuing", "query_queuing", "query"):
+        assert number(rag[key]["p50_us"]) and number(rag[key]["p95_us"]), key
+    assert all(s["seed_targets"][k]["met"] is not None for k in COMPONENT_TARGETS)
+    assert all(len(v) == 2 for v in s["per_round"]["rag_queuing"].values())
 
 
 def test_faststream_rows_or_why_not(quick_run: tuple[dict[str, Any], Path | None]) -> None:
