@@ -1,0 +1,42 @@
+"""An ApiAnswer for people and for tools: `aisdk ask` and `aisdk demo`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ai.api.v1 import api_pb2
+
+SNIPPET_CHARS = 100
+
+
+def to_json(answer: api_pb2.ApiAnswer) -> dict[str, Any]:
+    return {
+        "answer": answer.answer,
+        "sources": [
+            {"document_id": s.document_id, "chunk_id": s.chunk_id, "score": s.score, "snippet": s.snippet}
+            for s in answer.sources
+        ],
+        "tokens": {"prompt": answer.tokens.prompt, "completion": answer.tokens.completion,
+                   "total": answer.tokens.total},
+        "cost": answer.cost,
+    }
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
+
+
+def lines(answer: api_pb2.ApiAnswer) -> list[str]:
+    out = [f"answer   {answer.answer or '(none)'}"]
+    if not answer.sources:
+        out.append("sources  none")
+    for i, s in enumerate(answer.sources, 1):
+        lead = "sources " if i == 1 else "        "
+        out.append(f"{lead} {i}. {s.document_id}  ({s.chunk_id}, score {s.score:.4f})  \"{_snippet(s.snippet)}\"")
+    t = answer.tokens
+    split = f" (prompt {t.prompt}, completion {t.completion})" if t.prompt or t.completion else ""
+    out.append(f"tokens   {t.total}{split}")
+    out.append(f"cost     ${answer.cost:.8f}")
+    return out
