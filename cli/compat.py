@@ -14,7 +14,7 @@ from cli import extras
 
 # The steps and their default are compat's; repeated here so that `aisdk
 # --help` works where compat is not installed. tests/test_cli.py keeps them equal.
-STEPS = ("lint", "breaking", "registry", "versions", "drift", "properties")
+STEPS = ("lint", "breaking", "registry", "rules", "versions", "drift", "properties")
 EXAMPLES = 30
 _NEEDS = ("compat", "grpc_tools", "hypothesis", "betterproto", "ai_betterproto")
 

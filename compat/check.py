@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TextIO
 
 from codegen.toolchain import ToolchainError, tool_env
-from compat import breaking, bumps, drift, images, subjects
+from compat import breaking, bumps, drift, images, rules, subjects
 from compat.images import Image
 from compat.report import CompatError, Finding
 
-STEPS = ("lint", "breaking", "registry", "versions", "drift", "properties")
+STEPS = ("lint", "breaking", "registry", "rules", "versions", "drift", "properties")
 EXAMPLES = 30  # per property; the pytest suite runs the same properties
 
 
@@ -52,7 +52,7 @@ def run_check(
         targets = releases if against is None else [_against(root, against, work)]
         if "lint" not in skip:
             section("lint", breaking.lint(root))
-        if {"breaking", "registry", "versions", "properties"} - set(skip):
+        if {"breaking", "registry", "rules", "versions", "properties"} - set(skip):
             try:
                 now = images.current(root, work)
             except ToolchainError as e:
@@ -69,6 +69,8 @@ def run_check(
                     section(f"breaking against {target.label}", breaking.breaking(root, str(target.path), target, now))
                 if "registry" not in skip:
                     section(f"registry against {target.label}", subjects.check(target, now))
+                if "rules" not in skip:
+                    section(f"rules against {target.label}", rules.check(target, now))
             if "versions" not in skip and releases:
                 section(f"versions against {releases[-1].label}", bumps.check(releases[-1], now))
         if "drift" not in skip:

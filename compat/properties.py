@@ -11,7 +11,11 @@ descriptors (compat.strategies), for every message type of the contracts:
 - forward / backward, per released baseline: what today's code writes, the
   baseline's code reads, and the other way round (same checks as the relay);
 - envelope: an Envelope written by a baseline, with a payload of each of its
-  subjects, is read by today's runtime, schema version included.
+  subjects, is read by today's runtime, schema version included;
+- rules, per released baseline and in the package's compatibility mode:
+  messages valid under the baseline's rules pass today's validators
+  (BACKWARD, FULL), messages valid under today's rules pass the baseline's
+  validators (FORWARD, FULL).
 
 The current contracts are the generated modules on the import path (the
 code the runtime runs); baselines are loaded into pools of their own.
@@ -40,9 +44,12 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from codegen.model import COMPATIBILITY
+from compat import baseline_validators
 from compat.images import PROTO_DIR, Image
 from compat.report import Finding
 from compat.strategies import messages
+from runtime.contract import Validator
 from runtime.versions import check_schema_version
 
 EXAMPLES = 30
@@ -236,6 +243,55 @@ def json_round_trip(msg: Message) -> None:
     _same(msg, json_format.Parse(text, type(msg)()), "JSON mapping round trip")
 
 
+def accepted(msg: Message, reader: Descriptor, validate: Validator, whose: str) -> None:
+    """A consumer whose schema is `reader` decodes msg and its validator
+    finds nothing wrong."""
+    violations = validate(GetMessageClass(reader).FromString(msg.SerializeToString()))
+    broken = "; ".join(f"{v.field} {v.rule}: {v.description}" for v in violations)
+    assert not violations, f"{whose} validator refuses {{{_short(msg)}}}: {broken}"
+
+
+def mode_of(d: Descriptor) -> str:
+    """The compatibility mode of d's package, as today's contracts declare it."""
+    from ai.options.v1 import options_pb2
+
+    ext: Any = options_pb2.contract
+    opts = d.file.GetOptions()
+    value = opts.Extensions[ext].compatibility if opts.HasExtension(ext) else 0
+    return COMPATIBILITY.get(value, "BACKWARD")
+
+
+def _rules_properties(image: Image) -> list[Property]:
+    """Valid under one version's rules, accepted by the other's validators,
+    in the direction(s) each package's mode asks for."""
+    from ai.envelope.v1 import envelope_pb2
+    from ai.registry import VALIDATORS
+
+    try:
+        theirs = baseline_validators.load(image)
+    except Exception as e:  # noqa: BLE001 - reported as the property that could not run
+        problem = f"the validators of {image.label} do not load: {type(e).__name__}: {e}"
+
+        def fail(_: object) -> None:
+            raise AssertionError(problem)
+
+        return [Property(f"rules of {image.label}", descriptor_of(envelope_pb2.Envelope()), st.just(None), fail)]
+    props: list[Property] = []
+    for d in contract_messages():
+        old = _in(image, d.full_name)
+        if old is None:
+            continue
+        mode = mode_of(d)
+        ours = VALIDATORS.get(d.full_name)
+        if mode in ("BACKWARD", "FULL") and ours is not None:
+            check = partial(accepted, reader=d, validate=ours, whose="today's")
+            props.append(Property(f"rules of {image.label} accepted today", d, messages(old), check))
+        if mode in ("FORWARD", "FULL") and d.full_name in theirs:
+            check = partial(accepted, reader=old, validate=theirs[d.full_name], whose=f"{image.label}'s")
+            props.append(Property(f"today's rules accepted by {image.label}", d, messages(d), check))
+    return props
+
+
 # ---- a newer schema for the relay ------------------------------------------
 
 
@@ -374,6 +430,7 @@ def suite(baselines: Sequence[Image] = ()) -> list[Property]:
         prop = _envelope_from(image)
         if prop is not None:
             props.append(prop)
+        props += _rules_properties(image)
     return props
 
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 MAX_ITEMS = 3
 MAX_TEXT = 24
 MAX_DEPTH = 3
+MAX_EDGE = 512
 _INT_RANGES = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
     FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
@@ -56,13 +57,20 @@ def _text(field: FieldDescriptor, rules: options_pb2.FieldRules, required: bool)
     lo = max(lo, 1) if required else lo
     hi = _bound(rules, "max_len")
     hi = MAX_TEXT if hi is None else min(hi, max(MAX_TEXT, lo))
+    # Values exactly at a declared maximum beyond MAX_TEXT, so that a
+    # maximum lowered between versions shows in the rules properties.
+    top = _bound(rules, "max_len")
+    edge = top if top is not None and max(MAX_TEXT, lo) < top <= MAX_EDGE else None
     if field.type == FieldDescriptor.TYPE_BYTES:
-        return st.binary(min_size=lo, max_size=hi)
+        data = st.binary(min_size=lo, max_size=hi)
+        return data if edge is None else st.one_of(data, st.binary(min_size=edge, max_size=edge))
     if rules.pattern:
         pat = re.compile(rules.pattern)
         strat = st.from_regex(pat, fullmatch=True).filter(lambda s: lo <= len(s) <= hi)
         return strat if required else st.one_of(st.just(""), strat)
-    return st.text(st.characters(codec="utf-8"), min_size=lo, max_size=hi)
+    chars = st.characters(codec="utf-8")
+    text = st.text(chars, min_size=lo, max_size=hi)
+    return text if edge is None else st.one_of(text, st.text(chars, min_size=edge, max_size=edge))
 
 
 def _number(field: FieldDescriptor, rules: options_pb2.FieldRules, required: bool) -> st.SearchStrategy[Any]:
