@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from cli import extras, registry
+from cli.errors import CommandError
+
+CATALOGUE = Path("docs") / "subjects.md"
 
 # protoc's Python generator and the betterproto flavour; a missing buf is
 # reported by codegen.toolchain, which looks for it.
@@ -17,8 +24,47 @@ def cmd_gen(args: argparse.Namespace) -> int:
     extras.require("aisdk gen", extras.DEV, _GEN_MODULES)
     from codegen import toolchain
 
-    out = toolchain.generate()
+    root = toolchain.project_root()
+    out = toolchain.generate(root)
     print(f"generated {out}")
+    if (root / "docs").is_dir():
+        (root / CATALOGUE).write_text(catalogue_of(root))
+        print(f"generated {root / CATALOGUE}")
+    return 0
+
+
+def catalogue_of(root: Path) -> str:
+    """docs/subjects.md for the registry in root's generated/, rendered by a
+    child interpreter that imports that registry and no other."""
+    from codegen.toolchain import ToolchainError, tool_env
+
+    env = tool_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root / "generated"), str(root), env.get("PYTHONPATH")) if p)
+    result = subprocess.run([sys.executable, "-m", "cli.asyncapi"], cwd=root, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        raise ToolchainError(f"the subject catalogue was not rendered: {lines[-1] if lines else result.returncode}")
+    return result.stdout
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from cli.asyncapi import document
+
+    try:
+        release = version("aisdk-contracts")
+    except PackageNotFoundError:
+        release = "0.0.0"
+    text = json.dumps(document(registry.load().SUBJECTS, release), indent=2) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise CommandError(f"cannot write {out}: directory {out.parent} does not exist")
+    out.write_text(text)
+    print(f"wrote {out} (AsyncAPI 3.0, {len(registry.load().SUBJECTS)} subjects)")
     return 0
 
 
@@ -84,8 +130,11 @@ def cmd_subjects(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("gen", help="regenerate generated/ from proto/ (runs buf generate)")
+    p = sub.add_parser("gen", help="regenerate generated/ and docs/subjects.md from proto/ (runs buf generate)")
     p.set_defaults(func=cmd_gen)
+    p = sub.add_parser("asyncapi", help="write the subject registry as an AsyncAPI 3.0 document (JSON)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_asyncapi)
     p = sub.add_parser("lint", help="buf lint the contracts")
     p.set_defaults(func=cmd_lint)
     p = sub.add_parser("subjects", help="list the subject registry")
