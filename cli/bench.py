@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
         "bench",
         help="measure the runtime beside raw nats-py and FastStream on an embedded nats-server",
         description="Codec, pub/sub, request/reply (plain and traced), a queue group and JetStream, each beside "
-        "raw nats-py / upb and FastStream in the same run; prints markdown tables, or JSON.",
+        "raw nats-py / upb and FastStream in the same run; with the components extra, the gateway beside a bare "
+        "litellm call, LLMOps, RAG ingestion, queries and queuing; prints markdown tables, or JSON.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--quick", action="store_true", help="a fifth of the work in two rounds (a smoke run)")
