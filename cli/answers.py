@@ -28,15 +28,17 @@ def _snippet(text: str) -> str:
     return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
 
 
-def lines(answer: api_pb2.ApiAnswer) -> list[str]:
-    out = [f"answer   {answer.answer or '(none)'}"]
+def lines(answer: api_pb2.ApiAnswer, width: int = 8) -> list[str]:
+    """Labelled lines, the labels padded to width."""
+    out = [f"{'answer':<{width}} {answer.answer or '(none)'}"]
     if not answer.sources:
-        out.append("sources  none")
+        out.append(f"{'sources':<{width}} none")
     for i, s in enumerate(answer.sources, 1):
-        lead = "sources " if i == 1 else "        "
-        out.append(f"{lead} {i}. {s.document_id}  ({s.chunk_id}, score {s.score:.4f})  \"{_snippet(s.snippet)}\"")
+        lead = "sources" if i == 1 else ""
+        out.append(f"{lead:<{width}} {i}. {s.document_id}  ({s.chunk_id}, score {s.score:.4f})  "
+                   f"\"{_snippet(s.snippet)}\"")
     t = answer.tokens
     split = f" (prompt {t.prompt}, completion {t.completion})" if t.prompt or t.completion else ""
-    out.append(f"tokens   {t.total}{split}")
-    out.append(f"cost     ${answer.cost:.8f}")
+    out.append(f"{'tokens':<{width}} {t.total}{split}")
+    out.append(f"{'cost':<{width}} ${answer.cost:.8f}")
     return out

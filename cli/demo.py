@@ -48,8 +48,11 @@ HOSTED_TEMPLATE = (
 TRACE_WAIT_S = 5.0
 
 
+LABEL = 12
+
+
 def show(label: str, text: str) -> None:
-    print(f"{label:<12} {text}")
+    print(f"{label:<{LABEL}} {text}")
 
 
 def rag_settings() -> RagSettings:
@@ -165,7 +168,7 @@ async def run(url: str, as_json: bool) -> int:
     if as_json:
         print(json.dumps({**answers.to_json(answer), "spans": [span_json(s) for s in trace]}))
         return 0
-    print("\n".join(answers.lines(answer)))
+    print("\n".join(answers.lines(answer, LABEL)))
     width = min(140, max(100, os.get_terminal_size().columns if sys.stdout.isatty() else 120))
     print("\nthe question's trace:")
     print(render_waterfall(trace, width=width))
