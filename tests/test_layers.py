@@ -16,7 +16,8 @@ FORBIDDEN = {
     "codegen": {"cli", "compat", "bench", "components", "runtime"},
     "components": {"cli", "compat", "bench"},
     "compat": {"cli", "bench", "components"},
-    "bench": {"cli", "compat", "components"},
+    # The benchmark measures the components too (the gateway beside bare litellm).
+    "bench": {"cli", "compat"},
 }
 
 
