@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -140,8 +141,13 @@ class Page:
             for alias in node.names if alias.name.split(".")[0] == "runtime" and alias.name not in PUBLIC_RUNTIME
         })
         assert not private, f"{block.where}: imports {private}; use the public API ({sorted(PUBLIC_RUNTIME)})"
-        done = subprocess.run([sys.executable, "-c", block.code], cwd=self.cwd, env=self.env, capture_output=True,
-                              text=True, timeout=COMMAND_WITHIN)
+        # A file of its own outside the checkout, as a user's program or test
+        # module would be: `pytest.main([__file__])` works in it.
+        with tempfile.TemporaryDirectory() as tmp:
+            program = Path(tmp) / f"{block.page.stem}_{block.line}.py"
+            program.write_text(block.code)
+            done = subprocess.run([sys.executable, str(program)], cwd=self.cwd, env=self.env, capture_output=True,
+                                  text=True, timeout=COMMAND_WITHIN)
         assert done.returncode == 0, f"{block.where}\nexit {done.returncode}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
 
     def export(self, command: str) -> None:
