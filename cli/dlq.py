@@ -16,14 +16,17 @@ import argparse
 import asyncio
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
 from cli import bus as bus_cli
-from cli import letters, registry
+from cli import registry
 from cli.errors import CommandError
 from runtime.contract import Pattern, check_tenant
+
+if TYPE_CHECKING:
+    from cli import letters
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -77,6 +80,8 @@ def _detail(letter: letters.Letter) -> dict[str, Any]:
 
 
 async def _list(args: argparse.Namespace) -> int:
+    from cli import letters  # NATS and the contracts load only when the command runs
+
     filters = _filters(args)
 
     async def work(bus: Any, js: Any) -> int:
@@ -88,6 +93,8 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
+    from cli import letters  # NATS and the contracts load only when the command runs
+
     async def work(bus: Any, js: Any) -> int:
         letter = await letters.get(js, bus.prefix, args.seq)
         if letter is None:
@@ -99,6 +106,8 @@ async def _show(args: argparse.Namespace) -> int:
 
 
 async def _replay(args: argparse.Namespace) -> int:
+    from cli import letters  # NATS and the contracts load only when the command runs
+
     if bool(args.seq) == args.all:
         raise CommandError("name the letters to replay by sequence, or pass --all with filters, not both")
     filters = _filters(args)
