@@ -6,8 +6,9 @@ that stops working fails here. docs/testing.md states the convention:
   shell session shown with its output or one that cannot run here, `text`,
   `proto`, `toml`, `yaml`, none) is only shown;
 - every block runs in one scratch copy of the checkout (its `.venv` the
-  real one), with `aisdk` on PATH and `AISDK_NATS_URL` naming a server
-  started once for all pages;
+  real one, a git repository of one commit), with `aisdk` on PATH,
+  `AISDK_NATS_URL` naming a server started once for all pages and
+  `AISDK_DATABASE_URL` a fresh database on the embedded PostgreSQL;
 - a shell block runs line by line and every command must exit 0; a line
   ending in `&` starts a service (`aisdk serve`, `aisdk server`,
   `aisdk tail`) that must say it is up and stays up until the page's last
@@ -20,6 +21,7 @@ that stops working fails here. docs/testing.md states the convention:
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import re
 import shutil
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from components.storage import temporary_database
 from runtime import EmbeddedServer
 from tests.support import NOT_COPIED, ROOT, checkout_env
 
@@ -192,6 +195,20 @@ def docs_server() -> Iterator[EmbeddedServer]:
 
 
 @pytest.fixture(scope="module")
+def docs_database() -> Iterator[str]:
+    """A fresh database on the embedded PostgreSQL for the pages' components:
+    what they store never mixes with a deployment's or an earlier run's (a
+    document ingested before would be skipped, not indexed)."""
+    loop = asyncio.new_event_loop()
+    database = temporary_database()
+    try:
+        yield loop.run_until_complete(database.__aenter__())
+        loop.run_until_complete(database.__aexit__(None, None, None))
+    finally:
+        loop.close()
+
+
+@pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the checkout: what the pages generate, release or write
     lands there, never in the working tree."""
@@ -230,12 +247,14 @@ def repository(copy: Path) -> None:
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_block_of_the_page_runs(page: Path, scratch: Path, docs_server: EmbeddedServer) -> None:
+def test_every_block_of_the_page_runs(page: Path, scratch: Path, docs_server: EmbeddedServer,
+                                      docs_database: str) -> None:
     name = str(page.relative_to(ROOT))
     if name in BEING_REWRITTEN:
         pytest.skip(f"{name}: {BEING_REWRITTEN[name]}")
     env = checkout_env(scratch)
     env["AISDK_NATS_URL"] = docs_server.url
+    env["AISDK_DATABASE_URL"] = docs_database
     env["PATH"] = os.pathsep.join([str(scratch / ".venv" / "bin"), env["PATH"]])
     runner = Page(scratch, env)
     try:
