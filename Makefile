@@ -25,6 +25,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy runtime codegen compat components generated bench cli
+	$(BIN)/mypy --config-file examples/triage/mypy.ini
 
 # Lint, breaking and subject changes against every released baseline, drift
 # of generated/, and the compatibility properties (docs/versioning.md).
@@ -38,6 +39,7 @@ release: install
 
 test: typecheck check
 	$(BIN)/python -m pytest
+	cd examples/triage && ../../$(BIN)/python -m pytest
 
 # The benchmark beside raw nats-py and FastStream (docs/performance.md); it
 # needs the bench extra, which `make test` does not install.

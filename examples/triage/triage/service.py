@@ -4,7 +4,7 @@ knowledge base in RAG's store), so any number of workers answer alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from ai.gateway.v1 import gateway_bus, gateway_pb2
@@ -96,9 +96,9 @@ class Triage(triage_bus.TriageServiceHandler):
         with _calling("rag.queries", "rag"):
             return await rag_bus.RagServiceClient(self.bus, ctx.tenant_id).queries(query, **_options(ctx))
 
-    async def _draft(self, ticket_id: str, text: str, category: str, sources: list[rag_pb2.Source] | None,
+    async def _draft(self, ticket_id: str, text: str, category: str, sources: Sequence[rag_pb2.Source],
                      ctx: Context) -> gateway_pb2.LlmResponse:
-        context = "\n".join(s.snippet for s in sources or [])
+        context = "\n".join(s.snippet for s in sources)
         prompt = self.settings.template.format(context=context or "(nothing found)", category=category, ticket=text)
         request = gateway_pb2.LlmRequest(request_id=ticket_id, prompt=prompt, model=self.settings.answer_model)
         with _calling("gateway.requests", "gateway"):
