@@ -60,10 +60,10 @@ class Triage(triage_bus.TriageServiceHandler):
     async def tickets(self, request: triage_pb2.Ticket, ctx: Context) -> triage_pb2.TriagedTicket:
         text = ticket_text(request)
         prediction = await self._classify(request.ticket_id, text, ctx)
-        category = prediction.output["label"]
+        category = prediction.output["label"] if "label" in prediction.output else None
         if not isinstance(category, str):
-            raise HandlerError("INTERNAL", f"model {self.settings.model_id} is not a classifier: it answered "
-                                           f"{prediction.output}")
+            raise HandlerError("FAILED_PRECONDITION", f"model {self.settings.model_id} is not a classifier: it "
+                                                      f"answered {dict(prediction.output)}")
         needs_review = prediction.confidence < self.settings.review_below
         # A confident category narrows retrieval to its articles.
         found = await self._retrieve(request.ticket_id, text, "" if needs_review else category, ctx)
