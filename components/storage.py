@@ -248,3 +248,35 @@ async def open_database(
     )
     await pool.open(wait=True)
     return pool
+
+
+class Database:
+    """A component's pool over its lifetime: opened by the handler's start(),
+    closed by its stop(). A message handled outside that window (a late
+    redelivery during shutdown) is answered UNAVAILABLE, which is retryable,
+    instead of failing on a missing pool."""
+
+    def __init__(self, component: str, url: str | None = None, *, max_size: int = 4) -> None:
+        self.component = component
+        self.url = url
+        self.max_size = max_size
+        self._pool: Pool | None = None
+
+    async def open(self) -> Pool:
+        if self._pool is None:
+            self._pool = await open_database(self.component, url=self.url, max_size=self.max_size)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            from ai.envelope.v1 import envelope_pb2
+            from runtime import HandlerError
+
+            raise HandlerError(envelope_pb2.Error.CODE_UNAVAILABLE, f"{self.component} storage is not open")
+        return self._pool

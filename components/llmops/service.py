@@ -12,7 +12,7 @@ from ai.gateway.v1 import gateway_bus, gateway_pb2
 from ai.llmops.v1 import llmops_bus, llmops_pb2
 from components.llmops import store
 from components.llmops.budgets import Budgets, load_budgets
-from components.storage import Pool, open_database
+from components.storage import Database, Pool
 # mypy reads no re-exports from the facade's computed __all__.
 from runtime import Bus, Context, HandlerError
 
@@ -49,24 +49,19 @@ class LlmOps(llmops_bus.LlmopsServiceHandler):
 
     def __init__(self, budgets: Budgets | None = None, database_url: str | None = None) -> None:
         self.budgets = load_budgets() if budgets is None else budgets
-        self._database_url = database_url
-        self._pool: Pool | None = None
+        self._db = Database(COMPONENT, database_url)
         self._bus: Bus | None = None
 
     async def start(self, bus: Bus) -> None:
         self._bus = bus
-        self._pool = await open_database(COMPONENT, url=self._database_url)
+        await self._db.open()
 
     async def stop(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._db.close()
 
     @property
     def pool(self) -> Pool:
-        if self._pool is None:
-            raise HandlerError(Code.CODE_UNAVAILABLE, "LLMOps storage is not open")
-        return self._pool
+        return self._db.pool
 
     async def operations(self, request: llmops_pb2.LlmOperation, ctx: Context) -> None:
         tenant = ctx.tenant_id

@@ -22,7 +22,7 @@ from ai.envelope.v1 import envelope_pb2
 from ai.mlops.v1 import mlops_bus, mlops_pb2
 from components.mlops import artifacts, datasets, predicting, registry
 from components.mlops.training import Trained, TrainingError, train
-from components.storage import Pool, open_database
+from components.storage import Database, Pool
 from runtime.contract import Context
 from runtime.errors import HandlerError
 from runtime.telemetry import Telemetry
@@ -59,28 +59,23 @@ def _version(text: str, model_id: str) -> int:
 
 class Mlops(mlops_bus.MlopsServiceHandler):
     def __init__(self, database_url: str | None = None, environment: str | None = None) -> None:
-        self._database_url = database_url
+        self._db = Database(COMPONENT, database_url)
         self.environment = environment or os.environ.get(ENVIRONMENT_ENV) or DEFAULT_ENVIRONMENT
-        self._pool: Pool | None = None
         self._tel = Telemetry.disabled()
         self._models: OrderedDict[tuple[str, str, int], tuple[Any, registry.Version]] = OrderedDict()
 
     async def start(self, bus: Bus) -> None:
         self._tel = bus.telemetry if bus.telemetry is not None else Telemetry.disabled()
-        self._pool = await open_database(COMPONENT, url=self._database_url)
+        await self._db.open()
         # scikit-learn takes about 0.7 s to import: not in the first job's time.
         await asyncio.to_thread(__import__, "sklearn.linear_model")
 
     async def stop(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._db.close()
 
     @property
     def pool(self) -> Pool:
-        if self._pool is None:
-            raise HandlerError(Code.CODE_UNAVAILABLE, "MLOps storage is not open")
-        return self._pool
+        return self._db.pool
 
     # -- training ---------------------------------------------------------
 

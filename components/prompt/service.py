@@ -17,7 +17,7 @@ from ai.envelope.v1 import envelope_pb2
 from ai.prompt.v1 import prompt_bus, prompt_pb2
 from components.prompt import store, tokens
 from components.prompt.rendering import MissingVariables, OverBudget, render
-from components.storage import Pool, open_database
+from components.storage import Database, Pool
 from runtime.contract import Context
 from runtime.errors import HandlerError
 from runtime.telemetry import Telemetry
@@ -42,27 +42,22 @@ def _published_us(ctx: Context) -> int:
 
 class PromptManager(prompt_bus.PromptServiceHandler):
     def __init__(self, database_url: str | None = None, default_model: str | None = None) -> None:
-        self._database_url = database_url
+        self._db = Database(COMPONENT, database_url)
         self.default_model = default_model or tokens.default_model()
-        self._pool: Pool | None = None
         self._tel = Telemetry.disabled()
 
     async def start(self, bus: Bus) -> None:
         self._tel = bus.telemetry if bus.telemetry is not None else Telemetry.disabled()
-        self._pool = await open_database(COMPONENT, url=self._database_url)
+        await self._db.open()
         # Import litellm and load the tokenizer now, not in the first caller's time.
         await asyncio.to_thread(tokens.count, self.default_model, "warm up")
 
     async def stop(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._db.close()
 
     @property
     def pool(self) -> Pool:
-        if self._pool is None:
-            raise HandlerError(Code.CODE_UNAVAILABLE, "prompt storage is not open")
-        return self._pool
+        return self._db.pool
 
     async def templates(self, request: prompt_pb2.PromptTemplate, ctx: Context) -> None:
         async with self.pool.connection() as conn, conn.transaction():
