@@ -3,8 +3,9 @@ examples/ is executed, in document order, against a real server, so a page
 that stops working fails here. docs/testing.md states the convention:
 
 - a block fenced as `sh` or `python` runs; any other fence (`console` for a
-  shell session shown with its output or one that cannot run here, `text`,
-  `proto`, `toml`, `yaml`, none) is only shown;
+  shell session shown with its output or one that cannot run here: cloud
+  keys, `make test`, a benchmark of minutes, a check another block of the
+  suite already runs; `text`, `proto`, `toml`, `yaml`, none) is only shown;
 - every block runs in one scratch copy of the checkout (its `.venv` the
   real one, a git repository of one commit), with `aisdk` on PATH,
   `AISDK_NATS_URL` naming a server started once for all pages and
