@@ -61,12 +61,41 @@ def _json(message: Message) -> str:
     return json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True)
 
 
+def connection_args(p: argparse.ArgumentParser) -> None:
+    """The options of every command that connects: where, and as whom."""
+    p.add_argument("--nats-url", default=default_url(),
+                   help=f"server URL(s), comma-separated (default ${URL_ENV[0]} or {DEFAULT_URL})")
+    p.add_argument("--creds", metavar="FILE", default=os.environ.get("AISDK_NATS_CREDS"),
+                   help="credentials: an nkey seed from `aisdk auth init` or a .creds file "
+                   "(default $AISDK_NATS_CREDS)")
+    for name, what in (("ca", "the CA of the servers' certificates"),
+                       ("cert", "this client's certificate (mutual TLS)"), ("key", "the key of --tls-cert")):
+        env = f"AISDK_TLS_{name.upper()}"
+        p.add_argument(f"--tls-{name}", metavar="FILE", default=os.environ.get(env), help=f"{what} (default ${env})")
+
+
+def bus_settings(args: argparse.Namespace, name: str, **options: Any) -> Any:
+    """BusSettings from the connection options (connection_args) and `options`.
+    A tenant's connection (credentials, not `serve`) leaves the contract's
+    streams to the services' account that owns them."""
+    from runtime.settings import BusSettings, credentials, tls_context
+
+    # getattr: a command registered without connection_args connects as before.
+    creds, ca, cert, key = (getattr(args, a, None) for a in ("creds", "tls_ca", "tls_cert", "tls_key"))
+    files: dict[str, Any] = {}
+    if creds:
+        files.update(credentials(creds))
+        files["provision_streams"] = args.command == "serve"
+    if ca or cert or key:
+        files["tls"] = tls_context(ca, cert, key)
+    return BusSettings(name=name, **files, **options)
+
+
 async def _connected(args: argparse.Namespace, telemetry: Any = None) -> Any:
     from runtime.bus import Bus
-    from runtime.settings import BusSettings
 
     # A shell command fails fast on an unreachable server instead of retrying.
-    settings = BusSettings(name=f"aisdk-{args.command}", max_reconnect_attempts=2, reconnect_time_wait=0.2)
+    settings = bus_settings(args, f"aisdk-{args.command}", max_reconnect_attempts=2, reconnect_time_wait=0.2)
     bus = Bus(_servers(args.nats_url), settings, telemetry=telemetry)
     return await bus.connect()
 
@@ -112,7 +141,10 @@ def _component(name: str) -> ServiceHandler:
 def cmd_server(args: argparse.Namespace) -> int:
     from runtime.server import EmbeddedServer
 
-    server = EmbeddedServer(port=args.port, jetstream=not args.no_jetstream, store_dir=args.store)
+    if args.config:
+        server = EmbeddedServer(config=args.config)
+    else:
+        server = EmbeddedServer(port=args.port, jetstream=not args.no_jetstream, store_dir=args.store)
     server.start()
     print(server.url, flush=True)
     stop = {"now": False}
@@ -122,8 +154,15 @@ def cmd_server(args: argparse.Namespace) -> int:
         stop["now"] = True
         server.terminate()
 
+    def on_reload(signum: int, frame: Any) -> None:
+        server.reload()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.config:
+        # `kill -HUP` on this process reaches the server: a regenerated
+        # configuration (aisdk auth init) takes effect without a restart.
+        signal.signal(signal.SIGHUP, on_reload)
     try:
         code = server.wait()
     finally:
@@ -238,14 +277,15 @@ async def _tail(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    def url(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--nats-url", default=default_url(),
-                       help=f"server URL(s), comma-separated (default ${URL_ENV[0]} or {DEFAULT_URL})")
+    url = connection_args
 
     p = sub.add_parser("server", help="run an embedded nats-server with JetStream; prints its URL")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.add_argument("--no-jetstream", action="store_true")
     p.add_argument("--store", help="JetStream store directory (default: a temporary one)")
+    p.add_argument("--config", metavar="FILE",
+                   help="a nats-server configuration (aisdk auth init writes one), which sets the port, "
+                   "accounts, TLS and JetStream; SIGHUP reloads it")
     p.set_defaults(func=cmd_server)
 
     p = sub.add_parser("serve", help="run components' handlers until SIGTERM/SIGINT, then drain",

@@ -112,6 +112,8 @@ class Bus:
             "user_credentials": s.user_credentials,
             "nkeys_seed": s.nkeys_seed,
             "tls": s.tls,
+            "tls_hostname": s.tls_hostname,
+            "inbox_prefix": s.inbox_prefix,
             "user": s.user,
             "password": s.password,
             "token": s.token,
@@ -438,9 +440,10 @@ class Bus:
 
     async def _js_publish(self, spec: SubjectSpec[Any, Any], subject: str, env: envelope_pb2.Envelope) -> None:
         jets = self._jetstream()
-        durability = self.durability(spec)
-        assert durability is not None
-        await jets.ensure(subject, jetstream.stream_config(self.prefix, spec, durability))
+        if self.settings.provision_streams:
+            durability = self.durability(spec)
+            assert durability is not None
+            await jets.ensure(subject, jetstream.stream_config(self.prefix, spec, durability))
         headers = self._headers(env) or {}
         headers["Nats-Msg-Id"] = env.id
         await jets.publish(subject, env.SerializeToString(), headers, self.publish_wait)

@@ -20,6 +20,7 @@ from runtime.contract import Pattern, SubjectSpec
 from runtime.errors import ContractViolation, DecodeError, HandlerError, PlatformError, TenantMismatch
 from runtime.settings import RetryPolicy as RetryPolicy  # its home was this module
 from runtime.stats import EndpointStats
+from runtime.tenancy import stamped_account
 
 if TYPE_CHECKING:
     from runtime.bus import Bus
@@ -127,7 +128,7 @@ class Endpoint:
         """The nats-py subscription callback."""
         if self._sem is None:
             try:
-                await self._handle(msg.subject, msg.data, msg.reply)
+                await self._dispatch(msg)
             except Exception as e:  # noqa: BLE001 - counted and logged, the subscription lives on
                 self._internal_error(msg.subject, e)
             return
@@ -141,11 +142,23 @@ class Endpoint:
     async def _run(self, msg: Msg) -> None:
         assert self._sem is not None
         try:
-            await self._handle(msg.subject, msg.data, msg.reply)
+            await self._dispatch(msg)
         except Exception as e:  # noqa: BLE001 - a task's exception would otherwise be lost
             self._internal_error(msg.subject, e)
         finally:
             self._sem.release()
+
+    async def _dispatch(self, msg: Msg) -> None:
+        # A request that crossed from a tenant's account carries the account
+        # the server stamped on it (runtime.tenancy), which no client can
+        # forge: it must be the subject's tenant, whatever the envelope says.
+        account = stamped_account(msg.headers)
+        if account is not None and account != msg.subject.rpartition(".")[2]:
+            self.stats.received += 1
+            mismatch = TenantMismatch(msg.subject, account, "caller account")
+            await self._refuse(msg.subject, msg.data, mismatch, msg.reply, 0)
+            return
+        await self._handle(msg.subject, msg.data, msg.reply)
 
     def _internal_error(self, subject: str, exc: Exception) -> None:
         """The runtime, not the handler, failed on a message (a reply into a

