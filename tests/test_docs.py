@@ -50,10 +50,10 @@ BACKGROUND = re.compile(r"\s&\s*(#.*)?$")
 EXPORT = re.compile(r"^export\s+\w+=")
 UP = re.compile(r"^(nats://|ready |tailing )")
 UP_WITHIN = 120.0
-# Pages whose blocks are not yet complete programs, each with why: the list
-# shrinks to nothing, and a page leaves it in the commit that makes it run.
-BEING_REWRITTEN: dict[str, str] = {
-}
+# Pages whose blocks are not yet complete programs, each with why: none
+# today; a page enters only while it is rewritten, and leaves in the commit
+# that makes it run.
+BEING_REWRITTEN: dict[str, str] = {}
 COMMAND_WITHIN = 600.0
 
 
