@@ -286,6 +286,8 @@ class Bus:
     async def _drain(sub: Subscription) -> None:
         try:
             await sub.drain()  # type: ignore[no-untyped-call]
+        except nats.errors.BadSubscriptionError:
+            pass  # unsubscribed by its owner already: nothing left to drain
         except nats.errors.Error as e:
             log.warning("drain of %s: %s", sub.subject, e)
 

@@ -98,3 +98,18 @@ async def test_a_quick_close_cancels_nothing(nats_url: str) -> None:
     await bus.serve(StuckAgents(Stuck()), tenants=["t" + uuid.uuid4().hex[:12]])
     await asyncio.wait_for(bus.close(), 10)
     assert bus.nc.is_closed and bus.cancelled_on_close == 0
+
+
+async def test_close_after_its_owner_unsubscribed_an_observer_is_quiet(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def ignore(observed: object) -> None:
+        return None
+
+    bus = Bus(nats_url)
+    await bus.connect()
+    sub = await bus.subscribe(agent_bus.AGENT_STATUS, ignore, tenant_id="quiet")
+    await sub.unsubscribe()
+    with caplog.at_level("WARNING", logger="aisdk.bus"):
+        await bus.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "aisdk.bus"] == []
