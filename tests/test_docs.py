@@ -254,6 +254,8 @@ def test_every_block_of_the_page_runs(page: Path, scratch: Path, docs_server: Em
         pytest.skip(f"{name}: {BEING_REWRITTEN[name]}")
     env = checkout_env(scratch)
     env["AISDK_NATS_URL"] = docs_server.url
+    # The pages run `aisdk check` three times; its full property run is the suite's own.
+    env["AISDK_CHECK_EXAMPLES"] = "3"
     env["AISDK_DATABASE_URL"] = docs_database
     env["PATH"] = os.pathsep.join([str(scratch / ".venv" / "bin"), env["PATH"]])
     runner = Page(scratch, env)
