@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -191,8 +192,19 @@ class Bus:
 
     async def connect(self) -> Bus:
         options = {k: v for k, v in self._connect_options.items() if v is not None}
+        # A TLS refusal will not heal by retrying, and nats-py's first
+        # connect can retry it without end: it ends the connect at once.
+        tls_refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         async def on_error(e: Exception) -> None:
+            if self._nc is None and isinstance(e, ssl.SSLError) and not tls_refused.done():
+                if isinstance(e, ssl.SSLCertVerificationError):
+                    tls_refused.set_result(f"the server's certificate is not trusted ({e.verify_message}): "
+                                           "give the CA that signed it")
+                elif "CERTIFICATE_REQUIRED" in str(e.reason):
+                    tls_refused.set_result("the server requires a client certificate (mutual TLS): give one and its key")
+                else:
+                    tls_refused.set_result(f"TLS refused ({e.reason or e})")
             if isinstance(e, nats.errors.SlowConsumerError):
                 # nats-py reports every dropped message: count each, log at
                 # powers of two so that a flood does not flood the log too.
@@ -214,15 +226,23 @@ class Bus:
         async def on_reconnect() -> None:
             log.info("reconnected to NATS at %s", self.nc.connected_url)
 
+        connecting = asyncio.ensure_future(nats.connect(
+            self.servers,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            allow_reconnect=True,
+            **options,
+        ))
+        racing: set[asyncio.Future[Any]] = {connecting, tls_refused}
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            raise ConnectionFailed(self.servers, tls_refused.result())
         try:
-            self._nc = await nats.connect(
-                self.servers,
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
-                allow_reconnect=True,
-                **options,
-            )
+            self._nc = connecting.result()
         except (OSError, nats.errors.NoServersError, asyncio.TimeoutError) as e:
             raise ConnectionFailed(self.servers, str(e) or type(e).__name__) from None
         self._jets = jetstream.JetStream(

@@ -89,9 +89,9 @@ def _exports(specs: list[SubjectSpec[Any, Any]], tenant: str, prefix: str) -> li
     for spec in _subjects(specs, tenant, prefix):
         subject = _q(spec.subject(tenant, prefix))
         response = "stream" if spec.pattern is Pattern.STREAM else "singleton"
-        rows.append(f"{{service: {subject}, response_type: {response}}}")
+        rows.append(f"{{service: {subject}, response_type: {response}, accounts: [{_q(tenant)}]}}")
         if spec.pattern in _PUBLISHED:
-            rows.append(f"{{stream: {subject}}}")
+            rows.append(f"{{stream: {subject}, accounts: [{_q(tenant)}]}}")
     return rows
 
 
