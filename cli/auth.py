@@ -109,13 +109,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     tmp.write_text(text, encoding="utf-8")
     # Whole or not at all: a server reloading mid-write must not read half a file.
     tmp.replace(config)
-    rows: list[dict[str, Any]] = [{"identity": i, "credentials": str(key_file(directory, i))}
-                                  for i in [*tenants, SERVICE]]
-    print(f"{config}")
-    for row in rows:
-        print(f"  {row['identity']}: --creds {row['credentials']}"
-              + (f" --tls-ca {directory / CA_FILES[0]} --tls-cert {cert_files(directory, row['identity'])[0]}"
-                 f" --tls-key {cert_files(directory, row['identity'])[1]}" if args.tls else ""))
+    # What to run with: the configuration, then each identity's connection options.
+    print(config)
+    for identity in [*tenants, SERVICE]:
+        options = f"--creds {key_file(directory, identity)}"
+        if args.tls:
+            cert, key = cert_files(directory, identity)
+            options += f" --tls-ca {directory / CA_FILES[0]} --tls-cert {cert} --tls-key {key}"
+        print(f"  {identity}: {options}")
     return 0
 
 
