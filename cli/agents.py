@@ -7,8 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from cli.bus import _connected, _run
-from cli.qa import connection_flags
+from cli.bus import _connected, _run, connection_args
 from runtime.contract import check_tenant
 
 
@@ -42,5 +41,5 @@ def register(sub: Any) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--wait", type=float, default=6.0, help="seconds to wait for each agent's status (default 6)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    connection_flags(p)
+    connection_args(p)
     p.set_defaults(func=lambda a: _run(_agents(a)))

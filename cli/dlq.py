@@ -135,9 +135,6 @@ def register(sub: Any) -> None:
     p = sub.add_parser("dlq", help="list, show and replay dead letters")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def url(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--nats-url", default=bus_cli.default_url(), help="server URL(s), comma-separated")
-
     def filters(q: argparse.ArgumentParser) -> None:
         q.add_argument("--operation", help="only letters from this operation, e.g. rag.ingest")
         q.add_argument("--tenant", help="only this tenant's letters")
@@ -147,17 +144,17 @@ def register(sub: Any) -> None:
 
     q = verbs.add_parser("list", help="one line per letter: subject, tenant, age, code, reason, attempts")
     filters(q)
-    url(q)
+    bus_cli.connection_args(q)
     q.set_defaults(func=lambda a: asyncio.run(_list(a)))
 
     q = verbs.add_parser("show", help="one letter in full: reason, original envelope, decoded payload")
     q.add_argument("seq", type=int, help="the letter's sequence (from `aisdk dlq list`)")
-    url(q)
+    bus_cli.connection_args(q)
     q.set_defaults(func=lambda a: asyncio.run(_show(a)))
 
     q = verbs.add_parser("replay", help="re-drive letters to their subject (once the cause is fixed) and remove them")
     q.add_argument("seq", type=int, nargs="*", help="sequences of the letters to replay")
     q.add_argument("--all", action="store_true", help="every letter that matches the filters")
     filters(q)
-    url(q)
+    bus_cli.connection_args(q)
     q.set_defaults(func=lambda a: asyncio.run(_replay(a)))

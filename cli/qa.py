@@ -9,16 +9,11 @@ import uuid
 from typing import Any
 
 from cli import answers, ingesting
-from cli.bus import _connected, _run, default_url, URL_ENV, DEFAULT_URL
+from cli.bus import _connected, _run, connection_args
 from cli.errors import CommandError
 from runtime.contract import check_tenant
 
 MODES = ("auto", "rag", "agent", "llm")
-
-
-def connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nats-url", default=default_url(),
-                   help=f"server URL(s), comma-separated (default ${URL_ENV[0]} or {DEFAULT_URL})")
 
 
 async def _ingest(args: argparse.Namespace) -> int:
@@ -70,7 +65,7 @@ def register(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds to wait for the documents after the last is sent (default 300)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    connection_flags(p)
+    connection_args(p)
     p.set_defaults(func=lambda a: _run(_ingest(a)))
 
     p = sub.add_parser("ask", help="ask a question through the API (api.queries); prints answer, sources, tokens, cost")
@@ -82,5 +77,5 @@ def register(sub: Any) -> None:
     p.add_argument("--user", default="", help="user id, recorded on the trace")
     p.add_argument("--timeout", type=float, help="seconds (default: the registry's, 60)")
     p.add_argument("--json", action="store_true", help="print {answer, sources, tokens, cost} as JSON")
-    connection_flags(p)
+    connection_args(p)
     p.set_defaults(func=lambda a: _run(_ask(a)))
