@@ -236,7 +236,9 @@ class Bus:
         ))
         racing: set[asyncio.Future[Any]] = {connecting, tls_refused}
         await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-        if not connecting.done():
+        # Both can be done by now: nats-py reports the TLS error, then gives
+        # up with "no servers available". The TLS reason is the one to give.
+        if tls_refused.done() or not connecting.done():
             connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connecting
