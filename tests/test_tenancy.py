@@ -330,7 +330,7 @@ async def test_a_reload_admits_a_new_tenant_and_keeps_connections_up(
             async def admitted() -> bool:
                 try:
                     nc, _ = await connect(server, tmp_path, "initech")
-                except (nats.errors.Error, asyncio.TimeoutError):  # not reloaded yet: refused
+                except (nats.errors.Error, asyncio.TimeoutError, OSError):  # not reloaded yet: refused or reset
                     return False
                 await nc.close()
                 return True
