@@ -266,7 +266,7 @@ async def _tail(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, done.set)
     try:
         await bus.subscribe(spec, show, tenant_id=args.tenant)
-        await bus.nc.flush()
+        await bus.flush()
         status(f"tailing {spec.wildcard(bus.prefix) if args.tenant is None else bus.subject(spec, args.tenant)}")
         await done.wait()
     finally:

@@ -67,7 +67,7 @@ async def test_close_cancels_what_outlives_the_deadline(nats_url: str) -> None:
     async with Bus(nats_url, BusSettings(name="caller")) as caller:
         # A round trip first: a request racing a fresh connection's setup
         # can be told "no responders".
-        await caller.nc.flush()
+        await caller.flush()
         asking = asyncio.ensure_future(
             gateway_bus.GatewayServiceClient(caller, tenant).requests(llm_request(), timeout=60)
         )

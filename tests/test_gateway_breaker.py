@@ -162,7 +162,7 @@ async def test_every_state_change_is_a_health_event(bus: Bus, monitor_bus: Bus) 
     b.record_success(0.1)
     for event in outbox:
         await client.health(event)
-    await bus.nc.flush()
+    await bus.flush()
     received = [await asyncio.wait_for(monitor.events.get(), 10) for _ in range(3)]
     assert [(e.provider, e.state) for e in received] == [
         ("openai/gpt-4o", gateway_pb2.HEALTH_STATE_UNHEALTHY),

@@ -139,7 +139,7 @@ async def test_core_drain_answers_requests_in_flight(nats_url: str) -> None:
     await worker.connect()
     gw = Gateway(delay=0.2)
     await worker.serve(gw)
-    await worker.nc.flush()
+    await worker.flush()
     async with Bus(nats_url) as cb:
         client = gateway_bus.GatewayServiceClient(cb, "acme")
         pending = [asyncio.create_task(client.requests(llm_request(request_id=f"d{i}"))) for i in range(10)]

@@ -76,7 +76,7 @@ async def test_garbage_everywhere(nats_url: str) -> None:
     collect()
     async with Bus(nats_url, BusSettings(name="everything", durability_overrides=QUICK)) as bus:
         services = [await bus.serve(serve_everything(h), tenants=[TENANT]) for h in registry.HANDLERS.values()]
-        await bus.nc.flush()
+        await bus.flush()
         js = bus.nc.jetstream()
         for spec in registry.SUBJECTS:
             subject = bus.subject(spec, TENANT)

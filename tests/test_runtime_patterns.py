@@ -53,8 +53,8 @@ async def test_event_fans_out_to_every_subscriber(nats_url: str) -> None:
     async with Bus(nats_url) as b1, Bus(nats_url) as b2, Bus(nats_url) as pub:
         await b1.serve(a)
         await b2.serve(b)
-        await b1.nc.flush()
-        await b2.nc.flush()
+        await b1.flush()
+        await b2.flush()
         msg = agent_pb2.AgentStatus(agent_id="planner", state=agent_pb2.AGENT_STATE_BUSY)
         await agent_bus.AgentServiceClient(pub, "acme").status(msg)
         await until(lambda: bool(a.got and b.got))
@@ -68,7 +68,7 @@ async def test_queue_group_balances_across_three_workers(nats_url: str) -> None:
         for b, w in zip(buses, workers):
             await b.connect()
             await b.serve(w)
-            await b.nc.flush()
+            await b.flush()
         client = gateway_bus.GatewayServiceClient(client_bus, "acme")
         replies = await asyncio.gather(*(client.requests(llm_request(request_id=f"r{i}")) for i in range(300)))
         for b in buses:
@@ -162,7 +162,7 @@ async def test_header_mirroring_for_foreign_consumers(nats_url: str) -> None:
                 got.append(dict(getattr(msg, "headers") or {}))
 
         await plain.nc.subscribe("ai.agent.status.acme", cb=raw)
-        await plain.nc.flush()
+        await plain.flush()
         status = agent_pb2.AgentStatus(agent_id="header-mirroring", state=agent_pb2.AGENT_STATE_IDLE)
         await agent_bus.AgentServiceClient(mirrored, "acme").status(status)
         await agent_bus.AgentServiceClient(plain, "acme").status(status)

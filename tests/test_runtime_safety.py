@@ -59,7 +59,7 @@ async def served(bus: Bus) -> tuple[Bus, Agents]:
     agents = Agents()
     await bus.serve(Gateway())
     await bus.serve(agents)
-    await bus.nc.flush()
+    await bus.flush()
     return bus, agents
 
 
@@ -152,7 +152,7 @@ async def test_garbage_on_every_subject_never_kills_a_worker(bus: Bus) -> None:
     agents = Agents()
     await bus.serve(Gateway())
     await bus.serve(agents)
-    await bus.nc.flush()
+    await bus.flush()
     subjects = [s.subject("acme") for s in (gateway_bus.GATEWAY_REQUESTS, gateway_bus.GATEWAY_STREAM,
                                             gateway_bus.GATEWAY_EMBEDDINGS, agent_bus.AGENT_MESSAGE)]
     blobs: list[bytes] = []
