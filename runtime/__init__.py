@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runtime.bus import Bus, Observed, Service
+    from runtime.context import MessageContext
     from runtime.contract import (
         DEFAULT_PREFIX,
         CallOptions,
@@ -54,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_PREFIX": "runtime.contract",
     "CallOptions": "runtime.contract",
     "Context": "runtime.contract",
+    "MessageContext": "runtime.context",
     "Durability": "runtime.contract",
     "Pattern": "runtime.contract",
     "ServiceHandler": "runtime.contract",
@@ -104,6 +106,7 @@ __all__ = [
     "InvalidSubject",
     "JetStreamError",
     "JetStreamUnavailable",
+    "MessageContext",
     "NoResponders",
     "Observed",
     "Pattern",

@@ -35,6 +35,7 @@ from opentelemetry.util.types import AttributeValue
 
 from components.agents.registry import to_struct
 from components.agents.sql import Pool
+from runtime.context import MessageContext
 from runtime.contract import Context, Durability
 from runtime.errors import HandlerError
 from runtime.telemetry import Telemetry
@@ -69,41 +70,6 @@ class Claimed:
     task: agent_pb2.AgentTask
     envelope: bytes
     attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class TaskContext:
-    """The Context a task function sees: the envelope the task arrived in
-    (kept in its row), and the attempt counted by the queue, not by
-    JetStream, which saw the task only once."""
-
-    subject: str
-    envelope: envelope_pb2.Envelope
-    attempt: int
-
-    @property
-    def tenant_id(self) -> str:
-        return self.envelope.tenant_id
-
-    @property
-    def message_id(self) -> str:
-        return self.envelope.id
-
-    @property
-    def correlation_id(self) -> str:
-        return self.envelope.correlation_id or self.envelope.id
-
-    @property
-    def deadline(self) -> float | None:
-        # A queued task outlives its sender's deadline by design: it has none.
-        return None
-
-    @property
-    def attributes(self) -> dict[str, str]:
-        return dict(self.envelope.attributes)
-
-    def time_left(self) -> float | None:
-        return None
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -246,8 +212,12 @@ class TaskRunners:
             renewing = asyncio.create_task(self._renew(c, lease))
             try:
                 with self._tel.span(SPAN.AGENT_TASK_EXECUTE, attrs):
-                    ctx = TaskContext(self._bus.subject(agent_bus.AGENT_TASKS, c.tenant),
-                                      envelope_pb2.Envelope.FromString(c.envelope), c.attempt)
+                    # The envelope the task arrived in (kept in its row), no
+                    # deadline (a queued task outlives its sender's), and the
+                    # attempt counted by the queue, not by JetStream.
+                    envelope = envelope_pb2.Envelope.FromString(c.envelope)
+                    ctx = MessageContext(self._bus.subject(agent_bus.AGENT_TASKS, c.tenant), envelope.tenant_id,
+                                         envelope, None, c.attempt)
                     output = await self._functions[task.task_type](task, ctx)
             except Exception as e:  # noqa: BLE001 - retried, then a failed result and a dead letter
                 error = e
