@@ -153,6 +153,25 @@ def _fixed(diffs: list[str], fixed: frozenset[str]) -> list[str]:
     return [d for d in diffs if d.partition(":")[0] in fixed]
 
 
+async def _reconcile(
+    what: str, current: Any, wanted: Any, fields: tuple[str, ...], fixed: frozenset[str], remedy: str,
+    update: Callable[[Any], Awaitable[Any]], **evolve: Any,
+) -> None:
+    """Bring an existing stream or consumer in line with the fields the
+    contract sets: refuse what NATS cannot change, update the rest, log it."""
+    diffs = differences(current, wanted, fields)
+    if not diffs:
+        return
+    unchangeable = _fixed(diffs, fixed)
+    if unchangeable:
+        raise ConfigMismatch(what, unchangeable, remedy)
+    try:
+        await update(current.evolve(**evolve, **{f: getattr(wanted, f) for f in fields}))
+    except APIError as e:
+        raise ConfigMismatch(what, diffs, f"NATS refused the update: {e.description}") from None
+    log.warning("%s updated to the contract: %s", what, "; ".join(diffs))
+
+
 async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
     """Create the stream, or bring the fields the contract sets in line."""
     name = config.name
@@ -162,19 +181,8 @@ async def ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None:
     except NotFoundError:
         await js.add_stream(config)
         return
-    diffs = differences(info.config, config, _STREAM_FIELDS)
-    if not diffs:
-        return
-    what = f"stream {name}"
-    fixed = _fixed(diffs, _STREAM_FIXED)
-    if fixed:
-        raise ConfigMismatch(what, fixed, "NATS cannot change this on an existing stream; migrate or delete it")
-    merged = info.config.evolve(**{f: getattr(config, f) for f in _STREAM_FIELDS})
-    try:
-        await js.update_stream(merged)
-    except APIError as e:
-        raise ConfigMismatch(what, diffs, f"NATS refused the update: {e.description}") from None
-    log.warning("%s updated to the contract: %s", what, "; ".join(diffs))
+    await _reconcile(f"stream {name}", info.config, config, _STREAM_FIELDS, _STREAM_FIXED,
+                     "NATS cannot change this on an existing stream; migrate or delete it", js.update_stream)
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: api.ConsumerConfig) -> None:
@@ -186,20 +194,14 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: api.Consume
     except NotFoundError:
         await js.add_consumer(stream, config)
         return
-    diffs = differences(info.config, config, _CONSUMER_FIELDS)
-    if not diffs:
-        return
-    what = f"consumer {durable} of stream {stream}"
-    fixed = _fixed(diffs, _CONSUMER_FIXED)
-    if fixed:
-        raise ConfigMismatch(what, fixed, "NATS cannot change this on an existing consumer; delete the consumer")
-    # Without `name`, nats-py uses the durable create call, which updates in place.
-    merged = info.config.evolve(name=None, metadata=None, **{f: getattr(config, f) for f in _CONSUMER_FIELDS})
-    try:
+
+    async def update(merged: api.ConsumerConfig) -> None:
         await js.add_consumer(stream, merged)
-    except APIError as e:
-        raise ConfigMismatch(what, diffs, f"NATS refused the update: {e.description}") from None
-    log.warning("%s updated to the contract: %s", what, "; ".join(diffs))
+
+    # Without `name`, nats-py uses the durable create call, which updates in place.
+    await _reconcile(f"consumer {durable} of stream {stream}", info.config, config, _CONSUMER_FIELDS,
+                     _CONSUMER_FIXED, "NATS cannot change this on an existing consumer; delete the consumer",
+                     update, name=None, metadata=None)
 
 
 async def detect(js: JetStreamContext) -> bool:
