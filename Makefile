@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/buf lint
 
 typecheck: install
-	$(BIN)/mypy runtime codegen compat components generated bench cli
+	$(BIN)/mypy runtime codegen compat aisdk generated
 	$(BIN)/mypy --config-file examples/triage/mypy.ini
 
 # Lint, breaking and subject changes against every released baseline, drift

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="append the Markdown report here (default $GITHUB_STEP_SUMMARY, if set)")
     parser.add_argument("--examples", type=int, default=None, help="examples per property (aisdk check's default)")
     args = parser.parse_args(argv)
-    cmd = [sys.executable, "-m", "cli", "check", "--against", args.against]
+    cmd = [sys.executable, "-m", "aisdk.cli", "check", "--against", args.against]
     if args.examples is not None:
         cmd += ["--examples", str(args.examples)]
     result = subprocess.run(cmd, capture_output=True, text=True)

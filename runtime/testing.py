@@ -23,7 +23,7 @@ Helpers, for what happens after a call returns:
     letter.reason
 
 An embedded PostgreSQL belongs to the components (their extra ships it), not
-to the runtime: `pytest_plugins = ["components.testing"]` adds its
+to the runtime: `pytest_plugins = ["aisdk.components.testing"]` adds its
 `postgres_url` fixture on top of this plugin.
 
 The async fixtures are pytest-asyncio fixtures, so they work in either of

@@ -75,7 +75,7 @@ def checkout_env(root: Path = ROOT) -> dict[str, str]:
 
 def aisdk(cwd: Path, *args: str, root: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`aisdk ARGS` run in cwd with the CLI of the checkout at root."""
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=checkout_env(root),
+    return subprocess.run([sys.executable, "-m", "aisdk.cli", *args], cwd=cwd, env=checkout_env(root),
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -13,10 +13,10 @@ import pytest
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 
-from components.agents.registry import ToolRegistry
-from components.gateway.cache import CacheConfig
-from components.gateway.config import GatewayConfig
-from components.gateway.service import Gateway
+from aisdk.components.agents.registry import ToolRegistry
+from aisdk.components.gateway.cache import CacheConfig
+from aisdk.components.gateway.config import GatewayConfig
+from aisdk.components.gateway.service import Gateway
 from runtime import Bus, RemoteError
 from runtime.settings import BusSettings
 

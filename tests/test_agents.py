@@ -15,13 +15,13 @@ from ai.agent.v1 import agent_bus, agent_pb2
 from ai.envelope.v1 import envelope_pb2
 from ai.rag.v1 import rag_bus, rag_pb2
 
-from components import COMPONENTS
-from components.agents import Agent, AgentsService, Settings, ToolContext, ToolRegistry, answer, list_agents
-from components.agents.loop import AgentLoop
-from components.agents.rag_tool import RAG_TOOL, search_documents
-from components.prompt import PromptManager
-from components.rag.worker import RagWorker
-from components.storage import temporary_database
+from aisdk.components import COMPONENTS
+from aisdk.components.agents import Agent, AgentsService, Settings, ToolContext, ToolRegistry, answer, list_agents
+from aisdk.components.agents.loop import AgentLoop
+from aisdk.components.agents.rag_tool import RAG_TOOL, search_documents
+from aisdk.components.prompt import PromptManager
+from aisdk.components.rag.worker import RagWorker
+from aisdk.components.storage import temporary_database
 from runtime.bus import Bus, Observed
 from runtime.settings import BusSettings
 from runtime.contract import Context, Durability

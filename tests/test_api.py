@@ -15,12 +15,12 @@ from ai.api.v1 import api_bus, api_pb2
 from ai.rag.v1 import rag_bus, rag_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 
-from components import COMPONENTS
-from components.agents import AgentsService, Settings as AgentSettings
-from components.api import Api
-from components.prompt import PromptManager
-from components.rag.worker import RagWorker
-from components.storage import temporary_database
+from aisdk.components import COMPONENTS
+from aisdk.components.agents import AgentsService, Settings as AgentSettings
+from aisdk.components.api import Api
+from aisdk.components.prompt import PromptManager
+from aisdk.components.rag.worker import RagWorker
+from aisdk.components.storage import temporary_database
 from runtime import telemetry as telemetry_module
 from runtime.bus import Bus, Observed
 from runtime.errors import RemoteError

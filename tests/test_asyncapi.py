@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from ai.registry import SUBJECTS
-from cli.asyncapi import PROTOBUF, document
-from cli.contracts import CATALOGUE, catalogue_of
+from aisdk.cli.asyncapi import PROTOBUF, document
+from aisdk.cli.contracts import CATALOGUE, catalogue_of
 from runtime.contract import Pattern
 from tests.support import ROOT, aisdk
 
@@ -115,7 +115,7 @@ def test_docs_subjects_md_is_current() -> None:
 def test_catalogue_follows_the_registry(tmp_path: Path) -> None:
     """The drift check can fail: a registry with one subject less renders
     another catalogue."""
-    from cli.asyncapi import catalogue
+    from aisdk.cli.asyncapi import catalogue
 
     assert catalogue(SUBJECTS[1:]) != catalogue(SUBJECTS)
     assert f"`{SUBJECTS[0].template}`" not in catalogue([s for s in SUBJECTS if s.key != SUBJECTS[0].key])

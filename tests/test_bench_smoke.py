@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bench import report, run, services
-from bench.harness import Case, Sample, percentile, rotated
+from aisdk.bench import report, run, services
+from aisdk.bench.harness import Case, Sample, percentile, rotated
 from tests.support import ROOT, aisdk
 
 HAS_FASTSTREAM = all(importlib.util.find_spec(m) for m in ("faststream", "pydantic"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.faults import outcome, suite
+from aisdk.cli.faults import outcome, suite
 from tests.support import ROOT, aisdk
 
 

@@ -12,7 +12,8 @@ from tests.support import ROOT
 
 
 @pytest.mark.parametrize(("package", "home"), [
-    ("runtime", ROOT), ("codegen", ROOT), ("compat", ROOT), ("components", ROOT), ("bench", ROOT),
+    ("runtime", ROOT), ("codegen", ROOT), ("compat", ROOT), ("aisdk.components", ROOT), ("aisdk.bench", ROOT),
+    ("aisdk.cli", ROOT),
     ("tests.support", ROOT), ("ai", ROOT / "generated"),
 ])
 def test_packages_come_from_this_checkout(package: str, home: Path) -> None:

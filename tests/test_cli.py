@@ -78,7 +78,7 @@ def test_a_reader_that_leaves_is_no_error(args: tuple[str, ...], code: int) -> N
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, env=checkout_env(ROOT),
+        proc = subprocess.run([sys.executable, "-m", "aisdk.cli", *args], cwd=ROOT, env=checkout_env(ROOT),
                               stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(write_end)
@@ -89,7 +89,7 @@ def test_a_reader_that_leaves_is_no_error(args: tuple[str, ...], code: int) -> N
 def test_check_steps_match_compat() -> None:
     """cli.compat repeats compat's step names, so that `aisdk --help` works
     where compat is not installed; they must not drift apart."""
-    from cli import compat as cli_compat
+    from aisdk.cli import compat as cli_compat
     from compat import check
 
     assert cli_compat.STEPS == check.STEPS
@@ -100,8 +100,9 @@ def test_cli_imports_nothing_generated_to_start() -> None:
     """`aisdk gen` must run when generated/ is broken or absent, and `--help`
     stays fast: the parser loads no generated code, components or OTel SDK."""
     code = (
-        "import sys; from cli.main import build_parser; build_parser(); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ai', 'components', 'opentelemetry', 'nats')))"
+        "import sys; from aisdk.cli.main import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ai', 'opentelemetry', 'nats')"
+        " or m.startswith('aisdk.components')))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=checkout_env(ROOT),
                          capture_output=True, text=True, timeout=60)

@@ -17,7 +17,7 @@ import pytest
 from runtime.server import EmbeddedServer
 from tests.support import ROOT, checkout_env
 
-CLI = [sys.executable, "-m", "cli"]
+CLI = [sys.executable, "-m", "aisdk.cli"]
 ENV = checkout_env(ROOT)
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from components import COMPONENTS
-from components.agents import Agent, Settings as AgentSettings
-from components.api import Api
-from components.prompt import PromptManager
-from components.rag.worker import RagWorker
-from components.storage import temporary_database
+from aisdk.components import COMPONENTS
+from aisdk.components.agents import Agent, Settings as AgentSettings
+from aisdk.components.api import Api
+from aisdk.components.prompt import PromptManager
+from aisdk.components.rag.worker import RagWorker
+from aisdk.components.storage import temporary_database
 from runtime.bus import Bus
 from runtime.server import EmbeddedServer
 from runtime.settings import BusSettings
@@ -52,7 +52,7 @@ async def deployment(nats_server: EmbeddedServer) -> AsyncIterator[str]:
 
 
 async def aisdk(cwd: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli", *args, "--nats-url", url], cwd=cwd,
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "aisdk.cli", *args, "--nats-url", url], cwd=cwd,
                                    env=checkout_env(), capture_output=True, text=True, timeout=120)
 
 
@@ -96,7 +96,7 @@ async def test_ingest_draws_progress_on_a_terminal_only(deployment: str, docs: P
     leader, follower = pty.openpty()
     try:
         proc = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "cli", "ingest", "docs", "--tenant", tenant(), "--nats-url",
+            subprocess.run, [sys.executable, "-m", "aisdk.cli", "ingest", "docs", "--tenant", tenant(), "--nats-url",
                              deployment], cwd=docs.parent, env=checkout_env(), stdout=subprocess.PIPE,
             stderr=follower, text=True, timeout=120)
         os.close(follower)

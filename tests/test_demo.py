@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from components.storage import temporary_database
+from aisdk.components.storage import temporary_database
 from tests.support import ROOT, checkout_env
 
 SEED_SPANS = ("rag.query", "rag.embedding.generate", "rag.vector.search", "rag.response.generate",
@@ -28,7 +28,7 @@ async def database() -> AsyncIterator[str]:
 
 async def demo(database: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**checkout_env(), "AISDK_DATABASE_URL": database}
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli", "demo", *args], cwd=ROOT, env=env,
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "aisdk.cli", "demo", *args], cwd=ROOT, env=env,
                                    capture_output=True, text=True, timeout=180)
 
 

@@ -16,10 +16,10 @@ import pytest
 
 from ai.envelope.v1 import envelope_pb2
 from ai.llmops.v1 import llmops_bus, llmops_pb2
-from cli import letters
-from components import storage
-from components.llmops import LlmOps
-from components.llmops.budgets import Budgets
+from aisdk.cli import letters
+from aisdk.components import storage
+from aisdk.components.llmops import LlmOps
+from aisdk.components.llmops.budgets import Budgets
 from runtime import codec
 from runtime.bus import Bus
 from runtime.contract import Context

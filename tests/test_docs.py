@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from components.storage import temporary_database
+from aisdk.components.storage import temporary_database
 from runtime import EmbeddedServer
 from tests.support import NOT_COPIED, ROOT, checkout_env
 

@@ -15,11 +15,11 @@ import pytest
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from ai.llmops.v1 import llmops_bus, llmops_pb2
-from components.gateway import models
-from components.gateway.breaker import BreakerConfig
-from components.gateway.cache import CacheConfig
-from components.gateway.config import GatewayConfig
-from components.gateway.service import Gateway
+from aisdk.components.gateway import models
+from aisdk.components.gateway.breaker import BreakerConfig
+from aisdk.components.gateway.cache import CacheConfig
+from aisdk.components.gateway.config import GatewayConfig
+from aisdk.components.gateway.service import Gateway
 from runtime import Bus, Context, RemoteError
 from runtime.settings import BusSettings
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ai.gateway.v1 import gateway_bus, gateway_pb2
-from components.gateway.breaker import BreakerConfig, BreakerState, CircuitBreaker, HealthTracker
+from aisdk.components.gateway.breaker import BreakerConfig, BreakerState, CircuitBreaker, HealthTracker
 from runtime import Bus, Context
 from runtime.settings import BusSettings
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from ai.gateway.v1 import gateway_bus, gateway_pb2
-from components.gateway.cache import InvalidCacheKey, ResponseCache, cache_key, embedding_key
+from aisdk.components.gateway.cache import InvalidCacheKey, ResponseCache, cache_key, embedding_key
 from runtime import Bus, Context
 from runtime.settings import BusSettings
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ai.gateway.v1 import gateway_bus, gateway_pb2
-from components.gateway.ratelimit import Limits, LimitSet, RateLimiter
+from aisdk.components.gateway.ratelimit import Limits, LimitSet, RateLimiter
 from runtime import Bus
 from runtime.settings import BusSettings
 

@@ -17,9 +17,9 @@ from google.protobuf import timestamp_pb2
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from ai.llmops.v1 import llmops_bus, llmops_pb2
-from components import storage
-from components.llmops import LlmOps, store
-from components.llmops.budgets import Budget, Budgets
+from aisdk.components import storage
+from aisdk.components.llmops import LlmOps, store
+from aisdk.components.llmops.budgets import Budget, Budgets
 from runtime.bus import Bus
 from runtime.settings import BusSettings
 from runtime.contract import Context

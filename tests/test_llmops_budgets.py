@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from components.llmops.budgets import Budget, BudgetConfigError, load_budgets
+from aisdk.components.llmops.budgets import Budget, BudgetConfigError, load_budgets
 
 
 def test_environment_budgets_with_a_default_tenant() -> None:

@@ -13,8 +13,8 @@ import pytest
 from google.protobuf import json_format, struct_pb2
 
 from ai.mlops.v1 import mlops_bus, mlops_pb2
-from components import storage
-from components.mlops import Mlops
+from aisdk.components import storage
+from aisdk.components.mlops import Mlops
 from runtime.bus import Bus
 from runtime.settings import BusSettings
 from runtime.contract import Context

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from ai.prompt.v1 import prompt_bus, prompt_pb2
-from components import storage
-from components.prompt import PromptManager, tokens
+from aisdk.components import storage
+from aisdk.components.prompt import PromptManager, tokens
 from runtime.bus import Bus
 from runtime.errors import RemoteError
 

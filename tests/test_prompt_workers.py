@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from ai.prompt.v1 import prompt_bus, prompt_pb2
-from components import storage
-from components.prompt import store
-from components.prompt import PromptManager
+from aisdk.components import storage
+from aisdk.components.prompt import store
+from aisdk.components.prompt import PromptManager
 from runtime.bus import Bus
 from runtime.settings import BusSettings
 from runtime.contract import Context

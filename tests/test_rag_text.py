@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.rag import chunking, fusion, grounding, parsing, tokens
+from aisdk.components.rag import chunking, fusion, grounding, parsing, tokens
 
 
 def pdf(*pages: str) -> bytes:

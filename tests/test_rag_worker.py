@@ -14,11 +14,11 @@ from ai.envelope.v1 import envelope_pb2
 from ai.rag.v1 import rag_bus, rag_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 
-from components import COMPONENTS
-from components.prompt import PromptManager
-from components.rag.answering import NOTHING_FOUND
-from components.rag.worker import RagWorker
-from components.storage import temporary_database
+from aisdk.components import COMPONENTS
+from aisdk.components.prompt import PromptManager
+from aisdk.components.rag.answering import NOTHING_FOUND
+from aisdk.components.rag.worker import RagWorker
+from aisdk.components.storage import temporary_database
 from runtime.bus import Bus, Observed
 from runtime.server import EmbeddedServer
 from runtime.settings import BusSettings

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from components import storage
+from aisdk.components import storage
 
 # A second application of 001 would fail (CREATE TABLE without IF NOT EXISTS)
 # and would add a second row to `applied`; the sleep keeps two concurrent

@@ -20,7 +20,7 @@ from nats.js.errors import APIError
 from ai.agent.v1 import agent_bus, agent_pb2
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus
-from cli.main import main as aisdk
+from aisdk.cli.main import main as aisdk
 from runtime import Bus, BusSettings, Context, JetStreamError, NoResponders
 from runtime.codec import envelope, open_envelope
 from runtime.server import EmbeddedServer, free_port

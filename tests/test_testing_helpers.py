@@ -82,7 +82,7 @@ async def test_a_fresh_database_and_a_bus(postgres_url: str, bus: Bus) -> None:
 
 def test_components_plugin_adds_postgres_to_the_runtime_plugin(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["components.testing"]\n')
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["aisdk.components.testing"]\n')
     (tmp_path / "test_user.py").write_text(POSTGRES_PROJECT)
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c", str(tmp_path / "pytest.ini"), str(tmp_path)],

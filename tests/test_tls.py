@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ai.gateway.v1 import gateway_bus
-from cli.main import main as aisdk
+from aisdk.cli.main import main as aisdk
 from runtime import Bus, BusSettings, ConnectionFailed
 from runtime.server import EmbeddedServer, free_port
 from runtime.settings import credentials, tls_context

@@ -26,6 +26,9 @@ import pytest
 from tests.support import ROOT
 
 
+USER_PACKAGES = ("cli", "components")
+
+
 @dataclass(frozen=True)
 class Installed:
     wheel: Path
@@ -56,8 +59,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     assert install.returncode == 0, install.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("OTEL_")}
     env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
-    cwd = tmp / "elsewhere"
-    cwd.mkdir()
+    # A user's project beside the install, with packages of the generic names
+    # the platform used to install (cli, components), on the path of every
+    # command run here: neither may shadow the other.
+    cwd = tmp / "user-project"
+    for package in USER_PACKAGES:
+        (cwd / package).mkdir(parents=True)
+        (cwd / package / "__init__.py").write_text(f"OWNER = 'user {package}'\n")
+    env["PYTHONPATH"] = str(cwd)
     return Installed(wheel, bin_dir, cwd, env)
 
 
@@ -87,9 +96,27 @@ def server(installed: Installed) -> Iterator[str]:
 
 def test_the_wheel_holds_what_works_installed(installed: Installed) -> None:
     tops = {name.split("/")[0] for name in zipfile.ZipFile(installed.wheel).namelist()}
-    assert {"runtime", "cli", "codegen", "components", "bench", "ai"} <= tops
-    # Contract tooling of a checkout, and the betterproto flavour it tests with.
-    assert not tops & {"compat", "ai_betterproto", "tests", "proto"}
+    assert {"aisdk", "runtime", "codegen", "ai"} <= tops
+    # Contract tooling of a checkout, the betterproto flavour it tests with,
+    # and no generic top-level names a user's project may also have.
+    assert not tops & {"compat", "ai_betterproto", "tests", "proto", "cli", "components", "bench"}
+
+
+def test_a_user_project_with_its_own_cli_and_components_imports_both(installed: Installed) -> None:
+    program = (
+        "import cli, components, aisdk.cli.main, aisdk.components, runtime\n"
+        "print(cli.OWNER, components.OWNER, sep='|')\n"
+        "print(aisdk.cli.main.__file__, aisdk.components.__file__, sep='|')\n"
+        "from aisdk.components.agents import Agent\n"
+        "print(Agent.__module__)\n"
+    )
+    out = subprocess.run([str(installed.bin / "python"), "-c", program], cwd=installed.cwd, env=installed.env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    owners, ours, agent = out.stdout.splitlines()
+    assert owners == "user cli|user components"
+    assert all(str(installed.bin.parent) in path for path in ours.split("|")), ours
+    assert agent.startswith("aisdk.components.agents")
 
 
 def test_help_runs_from_the_wheel(installed: Installed) -> None:
@@ -97,7 +124,7 @@ def test_help_runs_from_the_wheel(installed: Installed) -> None:
     assert out.returncode == 0, out.stderr
     for command in ("subjects", "serve", "request", "publish", "tail", "trace", "check", "bench"):
         assert command in out.stdout
-    where = subprocess.run([str(installed.bin / "python"), "-c", "import cli, runtime; print(cli.__file__)"],
+    where = subprocess.run([str(installed.bin / "python"), "-c", "import aisdk.cli, runtime; print(aisdk.cli.__file__)"],
                            cwd=installed.cwd, env=installed.env, capture_output=True, text=True, timeout=30)
     assert str(installed.bin.parent) in where.stdout, "imported from the checkout, not the wheel"
 

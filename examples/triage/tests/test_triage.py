@@ -15,10 +15,10 @@ import pytest
 import pytest_asyncio
 from helpdesk.triage.v1 import triage_bus, triage_pb2
 
-from components import COMPONENTS
-from components.mlops import Mlops
-from components.rag.worker import RagWorker
-from components.storage import temporary_database
+from aisdk.components import COMPONENTS
+from aisdk.components.mlops import Mlops
+from aisdk.components.rag.worker import RagWorker
+from aisdk.components.storage import temporary_database
 from runtime import Bus, BusSettings, ContractViolation, EmbeddedServer, RemoteError
 from runtime.testing import expect_event
 from triage import bootstrap

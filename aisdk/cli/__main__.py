@@ -1,0 +1,5 @@
+import sys
+
+from aisdk.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""`aisdk ingest` and `aisdk ask`: document Q&A against a running deployment
+(`aisdk serve api rag gateway prompt llmops`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from typing import Any
+
+from aisdk.cli import answers, ingesting
+from aisdk.cli.bus import _connected, _run, connection_args
+from aisdk.cli.errors import CommandError
+from runtime.contract import check_tenant
+
+MODES = ("auto", "rag", "agent", "llm")
+
+
+async def _ingest(args: argparse.Namespace) -> int:
+    check_tenant(args.tenant)
+    items = ingesting.collect(args.paths)
+    bus = await _connected(args)
+    try:
+        summary = await ingesting.ingest(bus, args.tenant, items, timeout=args.timeout,
+                                         progress=ingesting.Progress(len(items)))
+    finally:
+        await bus.close()
+    if args.json:
+        print(json.dumps(summary.to_json()))
+    else:
+        for doc_id, error in summary.failed.items():
+            print(f"failed   {doc_id}: {error}")
+        print(summary.line())
+    if summary.failed:
+        raise CommandError(f"{len(summary.failed)} of {len(items)} document(s) failed")
+    return 0
+
+
+async def _ask(args: argparse.Namespace) -> int:
+    from ai.api.v1 import api_bus, api_pb2
+
+    check_tenant(args.tenant)
+    query = api_pb2.ApiQuery(query_id=uuid.uuid4().hex, query=args.question, user_id=args.user,
+                             mode=f"QUERY_MODE_{args.mode.upper()}")
+    bus = await _connected(args)
+    try:
+        options: dict[str, Any] = {"timeout": args.timeout} if args.timeout else {}
+        got = await api_bus.ApiServiceClient(bus, args.tenant).queries(query, **options)
+    finally:
+        await bus.close()
+    if args.json:
+        print(json.dumps(answers.to_json(got)))
+    else:
+        print("\n".join(answers.lines(got)))
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("ingest", help="send files or directories to the RAG worker and wait until they are indexed",
+                       description="Publishes each document on rag.ingest and follows rag.status until it is "
+                       "indexed, skipped (unchanged) or failed. A directory contributes its "
+                       f"{', '.join(sorted(ingesting.EXTENSIONS))} files. Exit 1 when a document failed.")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds to wait for the documents after the last is sent (default 300)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    connection_args(p)
+    p.set_defaults(func=lambda a: _run(_ingest(a)))
+
+    p = sub.add_parser("ask", help="ask a question through the API (api.queries); prints answer, sources, tokens, cost")
+    p.add_argument("question")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--mode", choices=MODES, default="auto",
+                   help="rag: from the documents; agent: an agent with the RAG search tool; llm: the model alone; "
+                   "auto (default): rag")
+    p.add_argument("--user", default="", help="user id, recorded on the trace")
+    p.add_argument("--timeout", type=float, help="seconds (default: the registry's, 60)")
+    p.add_argument("--json", action="store_true", help="print {answer, sources, tokens, cost} as JSON")
+    connection_args(p)
+    p.set_defaults(func=lambda a: _run(_ask(a)))

@@ -1,0 +1,269 @@
+"""The response cache every gateway worker shares: a JetStream key-value bucket
+(per-entry TTL, bounded size, oldest entries dropped first) with a small
+in-process LRU in front of it.
+
+Keys are `{tenant}.{model token}.{digest}` in the bucket, so a tenant or a
+model is one subject filter, and invalidating either is one server-side purge.
+Every worker receives `gateway.cache.invalidate` (an event, not a work queue),
+so each drops the entries from its own LRU while the bucket is purged once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from ai.gateway.v1 import gateway_pb2
+from aisdk.components.gateway.kv import Bucket, Connected, check_tenant, jetstream, open_bucket, token
+
+log = logging.getLogger("aisdk.gateway.cache")
+
+DEFAULT_BUCKET = "gateway_cache"
+DEFAULT_TTL_S = 3600.0
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_LRU_SIZE = 1024
+
+# The value stored is the expiry time (epoch seconds) followed by the response,
+# so a copy in any worker's LRU expires when the shared entry does.
+_EXPIRY = struct.Struct(">d")
+_KEY_RE = re.compile(r"[0-9a-f]{16}\.[0-9a-f]{32}")
+
+
+class InvalidCacheKey(ValueError):
+    """A cache key that cache_key/embedding_key did not make (e.g. from an event)."""
+
+
+def _canonical(value: Any) -> Any:
+    """Plain JSON data for protobuf messages, mappings and sequences, so equal
+    requests hash equally in every process whatever their field order."""
+    if isinstance(value, Message):
+        return MessageToDict(value, preserving_proto_field_name=True)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _key(kind: str, tenant: str, model: str, *parts: Any) -> str:
+    data = json.dumps([kind, tenant, model, *(_canonical(p) for p in parts)], sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False, default=str)
+    return f"{token(model)}.{_digest(data)}"
+
+
+def _digest(data: str) -> str:
+    return hashlib.sha256(data.encode()).hexdigest()[:32]
+
+
+def cache_key(tenant: str, model: str, messages: Any, parameters: Any) -> str:
+    """The key of a completion: the same (tenant, model, messages, parameters)
+    gives the same key in every process. messages and parameters may be
+    protobuf messages, mappings or sequences of them."""
+    return _key("chat", tenant, model, messages, parameters)
+
+
+def embedding_key(tenant: str, model: str, text: str) -> str:
+    """The key of one text's embedding (embeddings are cached per text)."""
+    return _key("embedding", tenant, model, text)
+
+
+def _check_key(key: str) -> str:
+    if _KEY_RE.fullmatch(key) is None:
+        raise InvalidCacheKey(f"{key!r} is not a cache key (expected 16 hex digits, '.', 32 hex digits)")
+    return key
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The cache's settings, from AISDK_GATEWAY_CACHE_* environment variables."""
+
+    bucket: str = DEFAULT_BUCKET
+    ttl_s: float = DEFAULT_TTL_S
+    max_bytes: int = DEFAULT_MAX_BYTES
+    lru_size: int = DEFAULT_LRU_SIZE
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> CacheConfig:
+        def number(name: str, default: float, cast: Callable[[str], float]) -> float:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = cast(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a number") from None
+            if value < 0:
+                raise ValueError(f"{name}={raw!r} must not be negative")
+            return value
+
+        return cls(
+            bucket=environ.get("AISDK_GATEWAY_CACHE_BUCKET", "").strip() or DEFAULT_BUCKET,
+            ttl_s=number("AISDK_GATEWAY_CACHE_TTL_S", DEFAULT_TTL_S, float),
+            max_bytes=int(number("AISDK_GATEWAY_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES, int)),
+            lru_size=int(number("AISDK_GATEWAY_CACHE_LRU_SIZE", DEFAULT_LRU_SIZE, int)),
+        )
+
+
+@dataclass
+class CacheStats:
+    """Counts of this worker's lookups, by where they were answered."""
+
+    lru_hits: int = 0
+    kv_hits: int = 0
+    misses: int = 0
+    errors: int = 0
+
+
+class ResponseCache:
+    """Use `await ResponseCache.open(bus)`; values are opaque bytes (a
+    serialized reply)."""
+
+    def __init__(self, bucket: Bucket, js: JetStreamContext, *, ttl_s: float, lru_size: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.bucket = bucket
+        self.js = js
+        self.ttl_s = ttl_s
+        self.lru_size = max(0, lru_size)
+        self.clock = clock
+        self.stats = CacheStats()
+        # (tenant, key) -> (expiry in epoch seconds, value); most recently used last.
+        self._lru: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+
+    @classmethod
+    async def open(
+        cls,
+        js_or_bus: JetStreamContext | Connected,
+        *,
+        bucket: str = DEFAULT_BUCKET,
+        ttl_s: float = DEFAULT_TTL_S,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        lru_size: int = DEFAULT_LRU_SIZE,
+    ) -> ResponseCache:
+        """Open (or create) the shared bucket. ttl_s is the default and the
+        longest life of an entry; max_bytes bounds the bucket, which then
+        drops its oldest entries; lru_size entries are kept in this process."""
+        if ttl_s < 1:
+            raise ValueError(f"cache TTL must be at least 1 s (per-entry TTLs are whole seconds), not {ttl_s}")
+        js = jetstream(js_or_bus)
+        b = await open_bucket(js, bucket, max_age_s=ttl_s, max_bytes=max_bytes, discard_old=True,
+                              description="gateway response cache")
+        return cls(b, js, ttl_s=ttl_s, lru_size=lru_size)
+
+    def _remember(self, tenant: str, key: str, expires: float, value: bytes) -> None:
+        if self.lru_size == 0:
+            return
+        self._lru[(tenant, key)] = (expires, value)
+        self._lru.move_to_end((tenant, key))
+        while len(self._lru) > self.lru_size:
+            self._lru.popitem(last=False)
+
+    async def get(self, tenant: str, key: str) -> bytes | None:
+        """The cached value, or None. A bucket that cannot be reached is a miss
+        (logged and counted): the caller then asks the provider."""
+        check_tenant(tenant)
+        _check_key(key)
+        now = self.clock()
+        local = self._lru.get((tenant, key))
+        if local is not None:
+            if local[0] > now:
+                self._lru.move_to_end((tenant, key))
+                self.stats.lru_hits += 1
+                return local[1]
+            del self._lru[(tenant, key)]
+        try:
+            entry = await self.bucket.kv.get(f"{tenant}.{key}")
+        except KeyNotFoundError:
+            self.stats.misses += 1
+            return None
+        except (NatsError, TimeoutError) as e:
+            log.warning("cache read failed, treated as a miss: %s", e)
+            self.stats.errors += 1
+            self.stats.misses += 1
+            return None
+        data = entry.value or b""
+        if len(data) < _EXPIRY.size or _EXPIRY.unpack_from(data)[0] <= now:
+            # Expired but not yet removed by the server (its TTL timer is coarse).
+            self.stats.misses += 1
+            return None
+        expires = _EXPIRY.unpack_from(data)[0]
+        value = data[_EXPIRY.size:]
+        self._remember(tenant, key, expires, value)
+        self.stats.kv_hits += 1
+        return value
+
+    async def put(self, tenant: str, key: str, value: bytes, model: str, *, ttl_s: float | None = None) -> bool:
+        """Store value for every worker; True if stored. An entry already there
+        (another worker answered the same request) is kept. ttl_s may shorten
+        the cache's TTL for this entry. A bucket that cannot be written is
+        logged and counted, and the caller's reply goes on."""
+        check_tenant(tenant)
+        _check_key(key)
+        if not key.startswith(f"{token(model)}."):
+            raise InvalidCacheKey(f"key {key!r} was not made for model {model!r}")
+        ttl = self.ttl_s if ttl_s is None else min(ttl_s, self.ttl_s)
+        if ttl < 1:
+            raise ValueError(f"an entry's TTL must be at least 1 s, not {ttl}")
+        # Nats-TTL takes whole seconds.
+        whole = math.ceil(ttl)
+        expires = self.clock() + whole
+        self._remember(tenant, key, expires, value)
+        try:
+            await self.bucket.kv.create(f"{tenant}.{key}", _EXPIRY.pack(expires) + value, msg_ttl=whole)
+        except KeyWrongLastSequenceError:
+            return False
+        except (NatsError, TimeoutError) as e:
+            log.warning("cache write failed (%d bytes): %s", len(value), e)
+            self.stats.errors += 1
+            return False
+        return True
+
+    async def invalidate(self, tenant: str, keys: Iterable[str] = (), model: str = "", all: bool = False) -> int:
+        """Drop the tenant's entries: these keys, every entry of a model, or all
+        of them. Returns how many entries were dropped from the bucket or from
+        this worker's LRU. Every key is checked before anything is dropped."""
+        check_tenant(tenant)
+        wanted = {_check_key(k) for k in keys}
+        if not (wanted or model or all):
+            raise ValueError("nothing to invalidate: give cache keys, a model or all")
+        model_prefix = f"{token(model)}." if model else ""
+
+        def matches(key: str) -> bool:
+            return all or key in wanted or bool(model_prefix and key.startswith(model_prefix))
+
+        dropped = {k for (t, k) in self._lru if t == tenant and matches(k)}
+        for k in dropped:
+            del self._lru[(tenant, k)]
+
+        if all:
+            filters = [f"{tenant}.>"]
+        else:
+            filters = [f"{tenant}.{model_prefix}>"] if model else []
+            filters += [f"{tenant}.{k}" for k in sorted(wanted) if not (model and k.startswith(model_prefix))]
+        for f in dict.fromkeys(filters):
+            subject = self.bucket.subject(f)
+            info = await self.js.stream_info(self.bucket.stream, subjects_filter=subject)
+            present = [s[len(self.bucket.prefix) + len(tenant) + 1:] for s in (info.state.subjects or {})]
+            if present:
+                await self.js.purge_stream(self.bucket.stream, subject=subject)
+                dropped.update(present)
+        return len(dropped)
+
+    async def apply(self, tenant: str, event: gateway_pb2.CacheInvalidation) -> int:
+        """invalidate() for a gateway.cache.invalidate event."""
+        return await self.invalidate(tenant, keys=event.cache_keys, model=event.model, all=event.all)

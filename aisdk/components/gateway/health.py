@@ -1,0 +1,64 @@
+"""gateway.health from the breakers: an event for a deployment whenever its
+breaker changes state, and one for every deployment periodically."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from ai.gateway.v1 import gateway_pb2
+from aisdk.components.gateway.breaker import BreakerConfig, BreakerState, CircuitBreaker, HealthTracker
+from aisdk.components.gateway.providers import Outcome
+
+log = logging.getLogger("aisdk.gateway.health")
+Publish = Callable[[gateway_pb2.ProviderHealth], Awaitable[None]]
+
+
+class DeploymentHealth:
+    def __init__(self, deployments: Iterable[str], publish: Publish, *, interval_s: float,
+                 config: BreakerConfig | None = None) -> None:
+        self.tracker = HealthTracker(config or BreakerConfig.from_env(), on_change=self._changed)
+        for deployment in deployments:
+            self.tracker.breaker(deployment)
+        self.publish = publish
+        self.interval_s = interval_s
+        self.outcome = Outcome(
+            allow=lambda d: self.tracker.breaker(d).allow(),
+            success=lambda d, s: self.tracker.breaker(d).record_success(s),
+            failure=lambda d: self.tracker.breaker(d).record_failure(),
+        )
+        self._pending: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+
+    def _changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        # Called from inside a call's outcome: send without making it wait.
+        log.info("circuit of %s: %s -> %s", breaker.deployment, old, new)
+        task = asyncio.create_task(self._send(self.tracker.health(breaker.deployment)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, event: gateway_pb2.ProviderHealth) -> None:
+        try:
+            await self.publish(event)
+        except Exception as e:  # noqa: BLE001 - a lost health event must not fail a call
+            log.warning("could not publish the health of %s: %s", event.provider, e)
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            for event in self.tracker.report():
+                await self._send(event)
+
+    async def start(self) -> None:
+        if self.interval_s > 0:
+            self._loop = asyncio.create_task(self._periodic(), name="gateway health")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)

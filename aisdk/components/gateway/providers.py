@@ -1,0 +1,217 @@
+"""litellm behind the gateway: set up once per process, then completions,
+streams and embeddings over a model's deployment chain.
+
+The Router retries one deployment with backoff and enforces the provider
+timeout; the chain (models.ModelList.chain) is walked here, so that a
+deployment whose circuit breaker is open is skipped without a call and every
+outcome reaches that deployment's breaker and health figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from ai.envelope.v1 import envelope_pb2
+from aisdk.components.gateway import local
+from aisdk.components.gateway.models import Deployment, ModelList
+from runtime import HandlerError  # the facade's lazy exports are invisible to mypy
+
+Code = envelope_pb2.Error
+DEFAULT_RETRIES = 2
+# Below this, a call cannot finish: refuse it rather than start it.
+MIN_TIMEOUT_S = 0.05
+
+
+@cache
+def litellm() -> ModuleType:
+    """litellm, imported on first use (about 5 s) and set up for offline use:
+    the bundled cost map, no tokenizer downloads, the local provider."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm as module
+
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        # Its INFO lines (one per call) would drown the service's own log.
+        logging.getLogger(name).setLevel(logging.WARNING)
+    module.disable_hf_tokenizer_download = True
+    module.suppress_debug_info = True
+    module.custom_provider_map = [{"provider": local.PROVIDER, "custom_handler": local.provider()}]
+    module.register_model({
+        name: {**price, "litellm_provider": local.PROVIDER,
+               "cache_creation_input_token_cost": 0.0, "cache_read_input_token_cost": 0.0}
+        for name, price in local.PRICES.items()
+    })
+    return module
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt: int = 0
+    completion: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str
+    finish_reason: str
+    usage: Usage
+    cost: float
+    model: str
+    provider: str
+    deployment: str
+    # The functions the model chose to call, as litellm returns them.
+    tool_calls: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Embeddings:
+    vectors: list[list[float]]
+    usage: Usage
+    cost: float
+    model: str
+    provider: str
+    deployment: str
+
+
+class Outcome:
+    """What a call through one deployment tells its breaker and health."""
+
+    def __init__(self, allow: Callable[[str], bool], success: Callable[[str, float], None],
+                 failure: Callable[[str], None]) -> None:
+        self.allow, self.success, self.failure = allow, success, failure
+
+
+NO_GUARD = Outcome(lambda _d: True, lambda _d, _s: None, lambda _d: None)
+
+
+def _cost(response: Any, provider: str, call_type: str) -> float:
+    hidden = getattr(response, "_hidden_params", {}) or {}
+    if hidden.get("response_cost") is not None:
+        return float(hidden["response_cost"])
+    try:
+        return float(litellm().completion_cost(completion_response=response, custom_llm_provider=provider,
+                                               call_type=call_type))
+    except Exception:  # noqa: BLE001 - a model without a known price costs what we can tell: nothing
+        return 0.0
+
+
+def _usage(response: Any) -> Usage:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return Usage()
+    return Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+
+
+def _timeout(time_left: float | None) -> float | None:
+    if time_left is not None and time_left < MIN_TIMEOUT_S:
+        raise HandlerError(Code.CODE_DEADLINE_EXCEEDED, "the request's deadline leaves no time for a provider call")
+    return time_left
+
+
+class Providers:
+    """A model list bound to a litellm Router."""
+
+    def __init__(self, models: ModelList, *, retries: int = DEFAULT_RETRIES, outcome: Outcome = NO_GUARD) -> None:
+        self.models = models
+        self.outcome = outcome
+        self.router = litellm().Router(
+            model_list=models.router_list(), num_retries=retries, retry_after=0,
+            # Cooldowns would hide a deployment from the Router itself; the
+            # breaker decides that here, per deployment, with its own events.
+            disable_cooldowns=True,
+        )
+
+    def chain(self, model: str) -> list[Deployment]:
+        chain = self.models.chain(model)
+        if not chain:
+            raise HandlerError(
+                Code.CODE_NOT_FOUND, f"no deployment serves model {model!r}; known: {', '.join(self.models.names)}"
+            )
+        return chain
+
+    async def _through_chain(self, model: str, call: Callable[[Deployment], Any]) -> Any:
+        errors: list[str] = []
+        for deployment in self.chain(model):
+            if not self.outcome.allow(deployment.id):
+                errors.append(f"{deployment.id}: circuit open")
+                continue
+            t0 = time.perf_counter()
+            try:
+                result = await call(deployment)
+            except HandlerError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a failed deployment falls back to the next
+                self.outcome.failure(deployment.id)
+                errors.append(f"{deployment.id}: {type(e).__name__}: {str(e)[:200]}")
+                continue
+            self.outcome.success(deployment.id, time.perf_counter() - t0)
+            return result
+        raise HandlerError(Code.CODE_UNAVAILABLE, f"every deployment of {model!r} failed: {'; '.join(errors)}",
+                           retryable=True)
+
+    async def complete(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                       time_left: float | None) -> Completion:
+        timeout = _timeout(time_left)
+
+        async def call(d: Deployment) -> Completion:
+            r = await self.router.acompletion(model=d.id, messages=messages, timeout=timeout, **params)
+            choice = r.choices[0]
+            return Completion(
+                text=choice.message.content or "", finish_reason=choice.finish_reason or "stop", usage=_usage(r),
+                cost=_cost(r, d.provider, "acompletion"), model=d.model_name, provider=d.provider, deployment=d.id,
+                tool_calls=list(getattr(choice.message, "tool_calls", None) or []),
+            )
+
+        result: Completion = await self._through_chain(model, call)
+        return result
+
+    async def stream(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                     time_left: float | None) -> tuple[Deployment, AsyncIterator[Any]]:
+        """The deployment that accepted the stream and its chunks. Fallback
+        happens before the first chunk only: after it, text has gone out."""
+        timeout = _timeout(time_left)
+
+        async def call(d: Deployment) -> tuple[Deployment, AsyncIterator[Any]]:
+            chunks = await self.router.acompletion(
+                model=d.id, messages=messages, timeout=timeout, stream=True,
+                stream_options={"include_usage": True}, **params,
+            )
+            return d, chunks
+
+        result: tuple[Deployment, AsyncIterator[Any]] = await self._through_chain(model, call)
+        return result
+
+    def finish_stream(self, d: Deployment, chunks: Sequence[Any], messages: list[dict[str, Any]]) -> Completion:
+        """Usage and cost of a finished stream, from its rebuilt response."""
+        full = litellm().stream_chunk_builder(list(chunks), messages=messages)
+        choice = full.choices[0] if full is not None and full.choices else None
+        return Completion(
+            text=(choice.message.content or "") if choice else "",
+            finish_reason=(choice.finish_reason or "stop") if choice else "stop",
+            usage=_usage(full), cost=_cost(full, d.provider, "acompletion") if full is not None else 0.0,
+            model=d.model_name, provider=d.provider, deployment=d.id,
+        )
+
+    async def embed(self, model: str, texts: list[str], time_left: float | None) -> Embeddings:
+        timeout = _timeout(time_left)
+
+        async def call(d: Deployment) -> Embeddings:
+            r = await self.router.aembedding(model=d.id, input=texts, timeout=timeout)
+            rows = sorted(r.data, key=lambda item: item["index"])
+            return Embeddings(
+                vectors=[list(row["embedding"]) for row in rows], usage=_usage(r),
+                cost=_cost(r, d.provider, "aembedding"), model=d.model_name, provider=d.provider, deployment=d.id,
+            )
+
+        result: Embeddings = await self._through_chain(model, call)
+        return result

@@ -1,0 +1,366 @@
+"""The gateway worker: gateway.requests, gateway.stream and gateway.embeddings
+in the `gateway.workers` queue group, gateway.cache.invalidate on every
+worker. Each call goes: cache -> rate limit -> provider (deployment chain)
+-> validation -> cache put, and ends in one LlmOperation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from ai.envelope.v1 import envelope_pb2
+from ai.gateway.v1 import gateway_bus, gateway_pb2
+from aisdk.components.gateway import cache as response_cache
+from aisdk.components.gateway import convert, local
+from aisdk.components.gateway.config import GatewayConfig
+from aisdk.components.gateway.instruments import Instruments
+from aisdk.components.gateway.operations import Operation, OperationLog, Status as OpStatus, Type as OpType
+from aisdk.components.gateway.health import DeploymentHealth
+from aisdk.components.gateway.providers import NO_GUARD, Completion, Providers, litellm
+from aisdk.components.gateway.ratelimit import Limits, RateLimiter
+from aisdk.components.gateway.validation import validate
+from runtime import Context, HandlerError  # the facade's lazy exports are invisible to mypy
+
+if TYPE_CHECKING:
+    from runtime import Bus  # the facade's lazy exports are invisible to mypy
+
+log = logging.getLogger("aisdk.gateway")
+Code = envelope_pb2.Error
+
+
+class Gateway(gateway_bus.GatewayServiceHandler):
+    """One gateway worker. Run several: the cache, the rate limits and the
+    operation log live in JetStream, so they behave as one service."""
+
+    def __init__(self, config: GatewayConfig | None = None) -> None:
+        self.config = config
+        self._bus: Bus | None = None
+        self._cache: response_cache.ResponseCache | None = None
+        self._limiter: RateLimiter | None = None
+        self._health: DeploymentHealth | None = None
+        self._clients: dict[str, gateway_bus.GatewayServiceClient] = {}
+        self.validation_failures = 0
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self, bus: Bus) -> None:
+        config = self.config = self.config or GatewayConfig.from_env()
+        self._bus = bus
+        self.inst = Instruments(bus)
+        self.ops = OperationLog(bus)
+        outcome = NO_GUARD
+        if config.breakers:
+            self._health = DeploymentHealth(
+                [d.id for d in config.models.deployments], self._client(config.health_tenant).health,
+                interval_s=config.health_interval_s, config=config.breaker,
+            )
+            outcome = self._health.outcome
+        self.providers = Providers(config.models, retries=config.retries, outcome=outcome)
+        if config.cache is not None:
+            c = config.cache
+            self._cache = await response_cache.ResponseCache.open(
+                bus, bucket=c.bucket, ttl_s=c.ttl_s, max_bytes=c.max_bytes, lru_size=c.lru_size)
+        if config.rate_limits:
+            self._limiter = await RateLimiter.open(bus, Limits.from_env())
+        # Load the tokenizer and WordLlama now, not in the first caller's time.
+        litellm().token_counter(model="local/extractive", text="warm up")
+        local.wordllama()
+        if self._health is not None:
+            await self._health.start()
+
+    async def stop(self) -> None:
+        if self._health is not None:
+            await self._health.stop()
+
+    def _client(self, tenant: str) -> gateway_bus.GatewayServiceClient:
+        client = self._clients.get(tenant)
+        if client is None:
+            assert self._bus is not None, "the gateway is not started"
+            client = self._clients[tenant] = gateway_bus.GatewayServiceClient(self._bus, tenant)
+        return client
+
+    # -- spans --------------------------------------------------------------
+
+    @contextmanager
+    def _span(self, name: str, parent: Span | None = None, **attributes: Any) -> Iterator[Span]:
+        """A span ended here, with an explicit parent: streams yield in the
+        middle of their spans, so no context is attached across a yield."""
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        span = self.inst.tracer.start_span(name, context=context, attributes=attributes)
+        try:
+            yield span
+        except BaseException as e:
+            span.set_status(Status(StatusCode.ERROR, str(e)))
+            raise
+        finally:
+            span.end()
+
+    # -- the steps of a call -----------------------------------------------
+
+    async def _cached(self, tenant: str, key: str, parent: Span) -> bytes | None:
+        if self._cache is None:
+            return None
+        with self._span("gateway.cache.check", parent, **{"cache.key": key}) as span:
+            value = await self._cache.get(tenant, key)
+            span.set_attribute("cache.hit", value is not None)
+        (self.inst.cache_hits if value is not None else self.inst.cache_misses).add(1, {"tenant_id": tenant})
+        return value
+
+    async def _settle(self, tenant: str, model: str, estimated: int, used: int) -> None:
+        """Bring the token counts from the estimate to the real usage."""
+        if self._limiter is not None and used != estimated:
+            await self._limiter.add_tokens(tenant, model, used - estimated)
+
+    async def _admit(self, tenant: str, model: str, tokens: int, parent: Span, op: Operation) -> None:
+        """Raise RESOURCE_EXHAUSTED (and tell gateway.rate-limit and LLMOps)
+        when the call would cross a limit of the tenant and model."""
+        if self._limiter is None:
+            return
+        with self._span("gateway.rate-limit.check", parent, tenant_id=tenant, model=model) as span:
+            decision = await self._limiter.acquire(tenant, model, tokens)
+            span.set_attribute("rate_limit.allowed", decision.allowed)
+        self.inst.rate_limit_checks.add(1, {"tenant_id": tenant, "model": model})
+        if decision.allowed:
+            return
+        self.inst.rate_limit_violations.add(1, {"tenant_id": tenant, "model": model, "scope": decision.scope})
+        await self._client(tenant).rate_limit(decision.event(model))
+        op.status = OpStatus.OPERATION_STATUS_RATE_LIMITED
+        raise HandlerError(
+            Code.CODE_RESOURCE_EXHAUSTED,
+            f"rate limit of {decision.limit:g} {decision.scope} per {decision.window_s:g} s reached for "
+            f"{model!r}; retry after {decision.retry_after_s:.1f} s",
+            retryable=True,
+        )
+
+    def _provider_done(self, span: Span, c: Completion | Any, tenant: str) -> None:
+        attrs = {"provider": c.provider, "model": c.model, "tenant_id": tenant}
+        span.set_attribute("provider", c.provider)
+        span.set_attribute("model", c.model)
+        span.set_attribute("tokens", c.usage.total)
+        self.inst.provider_calls.add(1, attrs)
+        self.inst.tokens_used.record(c.usage.total, attrs)
+        self.inst.cost.record(c.cost, attrs)
+
+    def _check(self, text: str, want_json: bool, parent: Span) -> None:
+        assert self.config is not None
+        with self._span("gateway.validate", parent) as span:
+            verdict = validate(text, want_json=want_json, max_chars=self.config.max_answer_chars)
+            span.set_attribute("validation.level", verdict.level)
+            span.set_attribute("validation.passed", verdict.passed)
+        self.inst.validation_checks.add(1, {"validation.level": verdict.level, "passed": verdict.passed})
+        if not verdict.passed:
+            self.validation_failures += 1
+            raise HandlerError(Code.CODE_FAILED_PRECONDITION, f"the answer failed validation: {verdict.reason}")
+
+    @contextmanager
+    def _call(self, op: Operation, ctx: Context, prompt_length: int = 0) -> Iterator[Span]:
+        """gateway.generate around one call: metrics by outcome, and the
+        operation's status and latency whatever the outcome (the caller
+        emits it)."""
+        tenant, model, request_id = ctx.tenant_id, op.model, op.request_id
+        self.inst.requests_queued.add(1, {"tenant_id": tenant, "model": model})
+        t0 = time.perf_counter()
+        status = "success"
+        with self._span("gateway.generate", None, **{"gateway.model": model, "gateway.tenant_id": tenant,
+                                       "gateway.request_id": request_id,
+                                       "gateway.prompt.length": prompt_length}) as span:
+            try:
+                yield span
+            except BaseException:
+                status = "error"
+                if op.status == OpStatus.OPERATION_STATUS_SUCCESS:
+                    op.status = OpStatus.OPERATION_STATUS_ERROR
+                raise
+            finally:
+                op.latency_s = time.perf_counter() - t0
+                self.inst.request_duration.record(op.latency_s, {"tenant_id": tenant, "model": model})
+                self.inst.requests_completed.add(1, {"tenant_id": tenant, "model": model, "status": status})
+
+    # -- gateway.requests ---------------------------------------------------
+
+    async def requests(self, request: gateway_pb2.LlmRequest, ctx: Context) -> gateway_pb2.LlmResponse:
+        op = self._operation(request, ctx)
+        try:
+            with self._call(op, ctx, len(request.prompt)) as span:
+                return await self._generate(request, ctx, span, op)
+        finally:
+            await self.ops.emit(ctx.tenant_id, op)
+
+    @staticmethod
+    def _operation(request: gateway_pb2.LlmRequest, ctx: Context) -> Operation:
+        kind = OpType.OPERATION_TYPE_CHAT if request.messages else OpType.OPERATION_TYPE_COMPLETION
+        return Operation(ctx.message_id, request.request_id, kind, request.model)
+
+    async def _generate(self, request: gateway_pb2.LlmRequest, ctx: Context, span: Span,
+                        op: Operation) -> gateway_pb2.LlmResponse:
+        tenant, model = ctx.tenant_id, request.model
+        messages, params = convert.messages(request), convert.parameters(request)
+        key = response_cache.cache_key(tenant, model, messages, params)
+        t0 = time.perf_counter()
+        hit = await self._cached(tenant, key, span)
+        if hit is not None:
+            reply = gateway_pb2.LlmResponse.FromString(hit)
+            reply.request_id, reply.cached, reply.cost = request.request_id, True, 0.0
+            reply.duration.CopyFrom(convert.duration(time.perf_counter() - t0))
+            op.status = OpStatus.OPERATION_STATUS_CACHED
+            op.prompt_tokens, op.completion_tokens = reply.tokens.prompt, reply.tokens.completion
+            return reply
+        estimate = self._estimate(model, messages, params)
+        await self._admit(tenant, model, estimate, span, op)
+        with self._span("gateway.provider.call", span) as call:
+            c = await self.providers.complete(model, messages, params, ctx.time_left())
+            self._provider_done(call, c, tenant)
+        await self._settle(tenant, model, estimate, c.usage.total)
+        op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
+        calls = convert.tool_calls(c.tool_calls)
+        if not calls:
+            # A function call is the whole answer: there is no text to check.
+            self._check(c.text, convert.wants_json(request), span)
+        reply = gateway_pb2.LlmResponse(
+            request_id=request.request_id, response=c.text, tokens=convert.tokens(c.usage.prompt, c.usage.completion),
+            cost=c.cost, model=model, finish_reason=convert.finish_reason(c.finish_reason), cached=False,
+            duration=convert.duration(time.perf_counter() - t0), provider=c.provider, tool_calls=calls,
+        )
+        if self._cache is not None:
+            await self._cache.put(tenant, key, reply.SerializeToString(), model)
+        return reply
+
+    @staticmethod
+    def _estimate(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> int:
+        """Tokens a call will use, for the token limits: the counted prompt
+        and the answer's ceiling when the request sets one."""
+        prompt = int(litellm().token_counter(model=model, messages=messages))
+        return prompt + int(params.get("max_tokens", 0))
+
+    # -- gateway.stream -----------------------------------------------------
+
+    async def stream(self, request: gateway_pb2.LlmRequest, ctx: Context) -> AsyncIterator[gateway_pb2.LlmChunk]:
+        op = self._operation(request, ctx)
+        try:
+            with self._call(op, ctx, len(request.prompt)) as span:
+                async for chunk in self._stream(request, ctx, span, op):
+                    yield chunk
+        finally:
+            await self.ops.emit(ctx.tenant_id, op)
+
+    async def _stream(self, request: gateway_pb2.LlmRequest, ctx: Context, span: Span,
+                      op: Operation) -> AsyncIterator[gateway_pb2.LlmChunk]:
+        tenant, model, rid = ctx.tenant_id, request.model, request.request_id
+        if request.tools:
+            # A chunk has no place for tool calls; function calling is a request.
+            raise HandlerError(Code.CODE_INVALID_ARGUMENT, "tools are not supported on gateway.stream: "
+                               "send the request on gateway.requests")
+        messages, params = convert.messages(request), convert.parameters(request)
+        key = response_cache.cache_key(tenant, model, messages, params)
+        t0 = time.perf_counter()
+        hit = await self._cached(tenant, key, span)
+        if hit is not None:
+            cached = gateway_pb2.LlmResponse.FromString(hit)
+            words = cached.response.split(" ")
+            for i, word in enumerate(words):
+                yield gateway_pb2.LlmChunk(request_id=rid, index=i, delta=word if i == 0 else f" {word}")
+            op.status = OpStatus.OPERATION_STATUS_CACHED
+            op.prompt_tokens, op.completion_tokens = cached.tokens.prompt, cached.tokens.completion
+            yield gateway_pb2.LlmChunk(
+                request_id=rid, index=len(words), tokens=cached.tokens, finish_reason=cached.finish_reason,
+                cost=0.0, model=model, provider=cached.provider, cached=True,
+                duration=convert.duration(time.perf_counter() - t0),
+            )
+            return
+        estimate = self._estimate(model, messages, params)
+        await self._admit(tenant, model, estimate, span, op)
+        index = 0
+        received: list[Any] = []
+        with self._span("gateway.provider.call", span) as call:
+            deployment, chunks = await self.providers.stream(model, messages, params, ctx.time_left())
+            async for piece in chunks:
+                received.append(piece)
+                delta = piece.choices[0].delta.content if piece.choices else None
+                if delta:
+                    yield gateway_pb2.LlmChunk(request_id=rid, index=index, delta=delta)
+                    index += 1
+            c = self.providers.finish_stream(deployment, received, messages)
+            self._provider_done(call, c, tenant)
+        await self._settle(tenant, model, estimate, c.usage.total)
+        op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
+        self._check(c.text, convert.wants_json(request), span)
+        usage = convert.tokens(c.usage.prompt, c.usage.completion)
+        elapsed = convert.duration(time.perf_counter() - t0)
+        finish = convert.finish_reason(c.finish_reason)
+        yield gateway_pb2.LlmChunk(
+            request_id=rid, index=index, tokens=usage, finish_reason=finish, cost=c.cost, model=model,
+            provider=c.provider, cached=False, duration=elapsed,
+        )
+        if self._cache is not None:
+            whole = gateway_pb2.LlmResponse(
+                request_id=rid, response=c.text, tokens=usage, cost=c.cost, model=model, finish_reason=finish,
+                duration=elapsed, provider=c.provider,
+            )
+            await self._cache.put(tenant, key, whole.SerializeToString(), model)
+
+    # -- gateway.embeddings -------------------------------------------------
+
+    async def embeddings(self, request: gateway_pb2.EmbeddingRequest, ctx: Context) -> gateway_pb2.EmbeddingResult:
+        op = Operation(ctx.message_id, request.request_id, OpType.OPERATION_TYPE_EMBEDDING, request.model)
+        if request.text_ids and len(request.text_ids) != len(request.texts):
+            raise HandlerError(Code.CODE_INVALID_ARGUMENT,
+                               f"{len(request.text_ids)} text_ids for {len(request.texts)} texts")
+        try:
+            with self._call(op, ctx, sum(len(t) for t in request.texts)) as span:
+                return await self._embed(request, ctx, span, op)
+        finally:
+            await self.ops.emit(ctx.tenant_id, op)
+
+    async def _embed(self, request: gateway_pb2.EmbeddingRequest, ctx: Context, span: Span,
+                     op: Operation) -> gateway_pb2.EmbeddingResult:
+        tenant, model = ctx.tenant_id, request.model
+        t0 = time.perf_counter()
+        texts = list(request.texts)
+        keys = [response_cache.embedding_key(tenant, model, t) for t in texts]
+        found: dict[int, gateway_pb2.Embedding] = {}
+        for i, key in enumerate(keys):
+            hit = await self._cached(tenant, key, span)
+            if hit is not None:
+                found[i] = gateway_pb2.Embedding.FromString(hit)
+        missing = [i for i in range(len(texts)) if i not in found]
+        result = gateway_pb2.EmbeddingResult(
+            request_id=request.request_id, model=model, text_ids=request.text_ids, cached=len(found))
+        if missing:
+            todo = [texts[i] for i in missing]
+            tokens = sum(int(litellm().token_counter(model=model, text=t)) for t in todo)
+            await self._admit(tenant, model, tokens, span, op)
+            with self._span("gateway.provider.call", span) as call:
+                e = await self.providers.embed(model, todo, ctx.time_left())
+                self._provider_done(call, e, tenant)
+            if len(e.vectors) != len(todo):
+                raise HandlerError(Code.CODE_UNAVAILABLE,
+                                   f"{e.deployment} returned {len(e.vectors)} embeddings for {len(todo)} texts")
+            for i, vector in zip(missing, e.vectors):
+                found[i] = gateway_pb2.Embedding(values=vector)
+                if self._cache is not None:
+                    await self._cache.put(tenant, keys[i], found[i].SerializeToString(), model)
+            result.tokens.CopyFrom(convert.tokens(e.usage.prompt, 0))
+            result.cost, result.provider = e.cost, e.provider
+            op.prompt_tokens, op.cost = e.usage.prompt, e.cost
+        else:
+            op.status = OpStatus.OPERATION_STATUS_CACHED
+        result.embeddings.extend(found[i] for i in range(len(texts)))
+        result.duration.CopyFrom(convert.duration(time.perf_counter() - t0))
+        return result
+
+    # -- gateway.cache.invalidate ------------------------------------------
+
+    async def cache_invalidate(self, request: gateway_pb2.CacheInvalidation, ctx: Context) -> None:
+        """Every worker receives the event: each drops its own LRU entries,
+        and the shared bucket is purged (a second purge finds nothing)."""
+        if self._cache is None:
+            return
+        dropped = await self._cache.apply(ctx.tenant_id, request)
+        log.info("cache invalidation for %s dropped %d entries (%s)", ctx.tenant_id, dropped,
+                 request.reason or "no reason given")

@@ -1,5 +1,0 @@
-"""LLMOps (`aisdk serve llmops`): operation logging, usage reports and budgets in PostgreSQL."""
-
-from components.llmops.service import LlmOps
-
-__all__ = ["LlmOps"]

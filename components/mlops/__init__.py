@@ -1,6 +1,0 @@
-"""MLOps (`aisdk serve mlops`): training, the model registry, deployments and
-predictions, all state in PostgreSQL."""
-
-from components.mlops.service import Mlops
-
-__all__ = ["Mlops"]
