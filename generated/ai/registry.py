@@ -147,12 +147,12 @@ HANDLERS: Final[Mapping[str, type[ServiceHandler]]] = {
 
 SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
     "ai.agent.v1": "1.1",
-    "ai.api.v1": "1.1",
+    "ai.api.v1": "1.2",
     "ai.envelope.v1": "1.0",
     "ai.gateway.v1": "1.2",
     "ai.llmops.v1": "1.1",
     "ai.mlops.v1": "1.1",
     "ai.options.v1": "1.2",
     "ai.prompt.v1": "1.2",
-    "ai.rag.v1": "1.1",
+    "ai.rag.v1": "1.2",
 }

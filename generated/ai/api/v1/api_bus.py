@@ -22,9 +22,10 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4})
+_ENUM1: Final = frozenset({0, 1, 2})
 
 
 def validate_api_query(m: api_pb2.ApiQuery, prefix: str = '') -> list[Violation]:
@@ -63,6 +64,8 @@ def validate_api_answer(m: api_pb2.ApiAnswer, prefix: str = '') -> list[Violatio
         out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
     if m.mode not in _ENUM0:
         out.append(Violation(prefix + "mode", "defined_only", f"{m.mode} is not a defined value"))
+    if m.status not in _ENUM1:
+        out.append(Violation(prefix + "status", "defined_only", f"{m.status} is not a defined value"))
     return out
 
 

@@ -26,9 +26,10 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4, 5})
+_ENUM1: Final = frozenset({0, 1, 2})
 
 
 def validate_chunk(m: rag_pb2.Chunk, prefix: str = '') -> list[Violation]:
@@ -116,6 +117,11 @@ def validate_query_parameters(m: rag_pb2.QueryParameters, prefix: str = '') -> l
             out.append(Violation(prefix + "min_relative_score", "gte", f"{m.min_relative_score} is below 0"))
         if m.min_relative_score > 1:
             out.append(Violation(prefix + "min_relative_score", "lte", f"{m.min_relative_score} is above 1"))
+    if m.HasField("min_support"):
+        if m.min_support < 0:
+            out.append(Violation(prefix + "min_support", "gte", f"{m.min_support} is below 0"))
+        if m.min_support > 1:
+            out.append(Violation(prefix + "min_support", "lte", f"{m.min_support} is above 1"))
     return out
 
 
@@ -178,6 +184,8 @@ def validate_rag_result(m: rag_pb2.RagResult, prefix: str = '') -> list[Violatio
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
+    if m.status not in _ENUM1:
+        out.append(Violation(prefix + "status", "defined_only", f"{m.status} is not a defined value"))
     return out
 
 

@@ -21,12 +21,21 @@ class IngestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INGEST_STATE_EMBEDDING: _ClassVar[IngestState]
     INGEST_STATE_INDEXED: _ClassVar[IngestState]
     INGEST_STATE_FAILED: _ClassVar[IngestState]
+
+class AnswerStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANSWER_STATUS_UNSPECIFIED: _ClassVar[AnswerStatus]
+    ANSWER_STATUS_ANSWERED: _ClassVar[AnswerStatus]
+    ANSWER_STATUS_NOT_FOUND: _ClassVar[AnswerStatus]
 INGEST_STATE_UNSPECIFIED: IngestState
 INGEST_STATE_QUEUED: IngestState
 INGEST_STATE_CHUNKING: IngestState
 INGEST_STATE_EMBEDDING: IngestState
 INGEST_STATE_INDEXED: IngestState
 INGEST_STATE_FAILED: IngestState
+ANSWER_STATUS_UNSPECIFIED: AnswerStatus
+ANSWER_STATUS_ANSWERED: AnswerStatus
+ANSWER_STATUS_NOT_FOUND: AnswerStatus
 
 class Chunk(_message.Message):
     __slots__ = ("chunk_id", "content", "embedding", "metadata")
@@ -91,7 +100,7 @@ class IngestStatus(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., state: _Optional[_Union[IngestState, str]] = ..., chunks: _Optional[int] = ..., error: _Optional[str] = ..., chunks_embedded: _Optional[int] = ..., unchanged: _Optional[bool] = ..., content_hash: _Optional[str] = ...) -> None: ...
 
 class QueryParameters(_message.Message):
-    __slots__ = ("top_k", "similarity_threshold", "filter", "min_relative_score")
+    __slots__ = ("top_k", "similarity_threshold", "filter", "min_relative_score", "min_support")
     class FilterEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -103,11 +112,13 @@ class QueryParameters(_message.Message):
     SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     MIN_RELATIVE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SUPPORT_FIELD_NUMBER: _ClassVar[int]
     top_k: int
     similarity_threshold: float
     filter: _containers.ScalarMap[str, str]
     min_relative_score: float
-    def __init__(self, top_k: _Optional[int] = ..., similarity_threshold: _Optional[float] = ..., filter: _Optional[_Mapping[str, str]] = ..., min_relative_score: _Optional[float] = ...) -> None: ...
+    min_support: float
+    def __init__(self, top_k: _Optional[int] = ..., similarity_threshold: _Optional[float] = ..., filter: _Optional[_Mapping[str, str]] = ..., min_relative_score: _Optional[float] = ..., min_support: _Optional[float] = ...) -> None: ...
 
 class RagQuery(_message.Message):
     __slots__ = ("query_id", "query", "parameters", "model")
@@ -152,7 +163,7 @@ class QueryTimings(_message.Message):
     def __init__(self, embedding: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retrieval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., prompt: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., generation: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grounding: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class RagResult(_message.Message):
-    __slots__ = ("query_id", "answer", "sources", "tokens", "cost", "duration", "grounded", "unsupported_sentences", "timings", "model")
+    __slots__ = ("query_id", "answer", "sources", "tokens", "cost", "duration", "grounded", "unsupported_sentences", "timings", "model", "status", "support", "support_threshold")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +174,9 @@ class RagResult(_message.Message):
     UNSUPPORTED_SENTENCES_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     answer: str
     sources: _containers.RepeatedCompositeFieldContainer[Source]
@@ -173,4 +187,7 @@ class RagResult(_message.Message):
     unsupported_sentences: _containers.RepeatedScalarFieldContainer[str]
     timings: QueryTimings
     model: str
-    def __init__(self, query_id: _Optional[str] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., tokens: _Optional[_Union[_gateway_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grounded: _Optional[bool] = ..., unsupported_sentences: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[QueryTimings, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+    status: AnswerStatus
+    support: float
+    support_threshold: float
+    def __init__(self, query_id: _Optional[str] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., tokens: _Optional[_Union[_gateway_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., grounded: _Optional[bool] = ..., unsupported_sentences: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[QueryTimings, _Mapping]] = ..., model: _Optional[str] = ..., status: _Optional[_Union[AnswerStatus, str]] = ..., support: _Optional[float] = ..., support_threshold: _Optional[float] = ...) -> None: ...

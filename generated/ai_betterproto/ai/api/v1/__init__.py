@@ -61,6 +61,14 @@ class ApiAnswer(betterproto.Message):
     cost: float = betterproto.double_field(5)
     mode: "QueryMode" = betterproto.enum_field(6)
     duration: timedelta = betterproto.message_field(7)
+    status: "__rag_v1__.AnswerStatus" = betterproto.enum_field(8)
+    """
+    ANSWERED or NOT_FOUND in rag and agent modes (the documents did not
+     answer); UNSPECIFIED in llm mode, which does not search.
+    """
+
+    grounded: bool = betterproto.bool_field(9)
+    """Every answer sentence is supported by a cited source (rag mode)."""
 
 
 class ApiServiceStub(betterproto.ServiceStub):

@@ -34,6 +34,25 @@ class IngestState(betterproto.Enum):
     FAILED = 5
 
 
+class AnswerStatus(betterproto.Enum):
+    """
+    Whether the tenant's documents answered the question: the field a caller
+     branches on (shown as is, or asked again elsewhere).
+    """
+
+    UNSPECIFIED = 0
+    """A reader of an older minor, which did not decide."""
+
+    ANSWERED = 1
+    """The answer comes from the sources listed."""
+
+    NOT_FOUND = 2
+    """
+    The retrieved evidence does not answer the question: the answer says so,
+     no source is cited and no generation call is made.
+    """
+
+
 @dataclass(eq=False, repr=False)
 class Chunk(betterproto.Message):
     """A piece of a document, embedded and indexed on its own."""
@@ -109,6 +128,12 @@ class QueryParameters(betterproto.Message):
      (unset: the worker's default, 0.5; 0 keeps them all).
     """
 
+    min_support: Optional[float] = betterproto.double_field(5, optional=True)
+    """
+    Abstain below this evidence score (unset: the worker's calibrated
+     threshold; 0 never abstains).
+    """
+
 
 @dataclass(eq=False, repr=False)
 class RagQuery(betterproto.Message):
@@ -164,6 +189,15 @@ class RagResult(betterproto.Message):
     timings: "QueryTimings" = betterproto.message_field(9)
     model: str = betterproto.string_field(10)
     """The model that wrote the answer."""
+
+    status: "AnswerStatus" = betterproto.enum_field(11)
+    support: float = betterproto.double_field(12)
+    """
+    The evidence score the answer-or-abstain decision was made on (0..1),
+     and the score below which the worker abstains.
+    """
+
+    support_threshold: float = betterproto.double_field(13)
 
 
 class RagServiceStub(betterproto.ServiceStub):
