@@ -51,5 +51,9 @@ def test_no_module_imports_upward(package: str) -> None:
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from aisdk.cli.main import main\n    import compat.check\n")
-    assert imported_packages(module) == {"cli", "compat"}
+    module.write_text("def f():\n    from aisdk.cli.main import main\n    import compat.check\n    import aisdk\n")
+    assert imported_packages(module) == {CLI, "compat", "aisdk"}
+
+
+def test_the_namespace_package_imports_no_layer() -> None:
+    assert imported_packages(ROOT / "aisdk" / "__init__.py") == set()
