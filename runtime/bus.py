@@ -195,6 +195,7 @@ class Bus:
         # A TLS refusal will not heal by retrying, and nats-py's first
         # connect can retry it without end: it ends the connect at once.
         tls_refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        uses_tls = options.get("tls") is not None
 
         async def on_error(e: Exception) -> None:
             if self._nc is None and isinstance(e, ssl.SSLError) and not tls_refused.done():
@@ -205,6 +206,13 @@ class Bus:
                     tls_refused.set_result("the server requires a client certificate (mutual TLS): give one and its key")
                 else:
                     tls_refused.set_result(f"TLS refused ({e.reason or e})")
+            elif (self._nc is None and isinstance(e, BrokenPipeError | ConnectionResetError) and uses_tls
+                  and not tls_refused.done()):
+                # TLS 1.3 sends the server's "certificate required" alert after
+                # the handshake: nats-py may write its CONNECT into the closed
+                # socket and see a broken pipe before it reads the alert.
+                tls_refused.set_result("the server closed the connection during the TLS handshake: it requires a "
+                                       "client certificate (mutual TLS) that it trusts: give one and its key")
             if isinstance(e, nats.errors.SlowConsumerError):
                 # nats-py reports every dropped message: count each, log at
                 # powers of two so that a flood does not flood the log too.
