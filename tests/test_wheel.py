@@ -107,16 +107,16 @@ def test_a_user_project_with_its_own_cli_and_components_imports_both(installed: 
         "import cli, components, aisdk.cli.main, aisdk.components, runtime\n"
         "print(cli.OWNER, components.OWNER, sep='|')\n"
         "print(aisdk.cli.main.__file__, aisdk.components.__file__, sep='|')\n"
-        "from aisdk.components.agents import Agent\n"
-        "print(Agent.__module__)\n"
+        "from aisdk.components import COMPONENTS\n"
+        "print(','.join(sorted(COMPONENTS)))\n"
     )
     out = subprocess.run([str(installed.bin / "python"), "-c", program], cwd=installed.cwd, env=installed.env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    owners, ours, agent = out.stdout.splitlines()
+    owners, ours, components = out.stdout.splitlines()
     assert owners == "user cli|user components"
     assert all(str(installed.bin.parent) in path for path in ours.split("|")), ours
-    assert agent.startswith("aisdk.components.agents")
+    assert components == "agents,api,gateway,llmops,mlops,prompt,rag"
 
 
 def test_help_runs_from_the_wheel(installed: Installed) -> None:
