@@ -47,11 +47,17 @@ class Parsed:
     supplied: dict[int, list[float]]
 
 
+# Bumped when parsing or chunking changes what the same input indexes as, so
+# that documents indexed before are indexed again rather than skipped.
+INDEXING_VERSION = 2
+
+
 def fingerprint(doc: rag_pb2.RagDocument, content_type: str, settings: Settings) -> str:
     """Same hash, same index: the content and everything that shapes its chunks."""
     h = hashlib.sha256()
     shape = {"type": content_type, "uri": doc.source_uri, "meta": dict(sorted(doc.metadata.items())),
-             "model": settings.embedding_model, "sizes": [settings.chunk_tokens, settings.overlap_tokens]}
+             "model": settings.embedding_model, "sizes": [settings.chunk_tokens, settings.overlap_tokens],
+             "lang": settings.text_language, "indexing": INDEXING_VERSION}
     h.update(json.dumps(shape, sort_keys=True).encode())
     h.update(doc.content.encode())
     h.update(doc.data)
@@ -168,7 +174,7 @@ class Ingestor:
         rows = [ChunkRow(c.ordinal, chunk_id(doc.document_id, c.ordinal), c.heading, c.text, c.token_count,
                          vectors[c.ordinal]) for c in parsed.chunks]
         try:
-            written = await self._store.replace(tenant, row, rows)
+            written = await self._store.replace(tenant, row, rows, settings.text_language)
         except StoreError as e:
             raise Poison(str(e)) from e
         self._tel.metrics.counter(METRIC.RAG_DOCUMENTS_PROCESSED).add(1, {ATTR.TENANT_ID: tenant})

@@ -136,6 +136,19 @@ def _markdown(text: str) -> list[Section]:
     return sections
 
 
+# Site furniture marked by class or role rather than by tag (a manual's
+# "Prev / Up / Next" bars, breadcrumbs, menus): it names other pages, so
+# indexed it would make every page seem to mention them.
+_BOILERPLATE = re.compile(r"nav|navbar|navheader|navfooter|navigation|breadcrumbs?|menu|sidebar|site-?nav")
+
+
+def _boilerplate(attrs: list[tuple[str, str | None]]) -> bool:
+    values = dict(attrs)
+    if (values.get("role") or "") == "navigation":
+        return True
+    return any(_BOILERPLATE.fullmatch(c) for c in (values.get("class") or "").lower().split())
+
+
 class _HtmlSections(HTMLParser):
     _SKIP = frozenset({"script", "style", "noscript", "template", "head", "nav", "footer"})
     _BLOCK = frozenset({"p", "div", "li", "br", "tr", "section", "article", "blockquote", "pre", "dd", "dt", "td"})
@@ -144,6 +157,8 @@ class _HtmlSections(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.sections = [Section(())]
         self._skip = 0
+        # The element that began a boilerplate skip, and how deep in it we are.
+        self._furniture: tuple[str, int] | None = None
         self._heading: tuple[int, list[str]] | None = None
         self._text: list[str] = []
 
@@ -154,7 +169,13 @@ class _HtmlSections(HTMLParser):
         self._text.clear()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
+        if self._furniture is not None:
+            name, depth = self._furniture
+            self._furniture = (name, depth + 1) if tag == name else self._furniture
+        elif tag not in self._SKIP and _boilerplate(attrs):
+            self._furniture = (tag, 1)
+            self._skip += 1
+        elif tag in self._SKIP:
             self._skip += 1
         elif re.fullmatch(r"h[1-6]", tag):
             self._flush()
@@ -163,7 +184,14 @@ class _HtmlSections(HTMLParser):
             self._flush()
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
+        if self._furniture is not None:
+            name, depth = self._furniture
+            if tag == name and depth > 1:
+                self._furniture = (name, depth - 1)
+            elif tag == name:
+                self._furniture = None
+                self._skip -= 1
+        elif tag in self._SKIP:
             self._skip = max(0, self._skip - 1)
         elif re.fullmatch(r"h[1-6]", tag) and self._heading is not None:
             level, parts = self._heading
