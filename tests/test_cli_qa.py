@@ -125,11 +125,19 @@ async def test_ask_prints_answer_sources_tokens_and_cost(deployment: str, docs: 
     assert "30 days" in got["answer"]
     assert [s["document_id"] for s in got["sources"]] == ["docs/refund-policy.md"]
     assert got["tokens"]["total"] > 0 and got["cost"] > 0
+    assert got["status"] == "answered" and got["grounded"] is True
+
+    away = await aisdk(docs.parent, deployment, "ask", "What is the capital of Peru?", "--tenant", t, "--json")
+    assert away.returncode == 0, away.stderr
+    refused = json.loads(away.stdout)
+    assert refused["status"] == "not_found" and refused["sources"] == []
+    assert refused["answer"] == "The documents do not answer this."
 
     text = await aisdk(docs.parent, deployment, "ask", "What is the refund policy?", "--tenant", t, "--mode", "rag")
     assert text.returncode == 0, text.stderr
     labels = [line.split()[0] for line in text.stdout.splitlines() if line and not line.startswith(" ")]
-    assert labels == ["answer", "sources", "tokens", "cost"]
+    assert labels == ["answer", "status", "sources", "tokens", "cost"]
+    assert "answered, grounded" in text.stdout
     assert "docs/refund-policy.md" in text.stdout
 
 

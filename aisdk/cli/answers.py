@@ -10,9 +10,20 @@ if TYPE_CHECKING:
 SNIPPET_CHARS = 100
 
 
+def status(answer: api_pb2.ApiAnswer) -> str:
+    """"answered", "not_found", or "" where no search decided (llm mode)."""
+    from ai.rag.v1 import rag_pb2
+
+    if answer.status == rag_pb2.ANSWER_STATUS_UNSPECIFIED:
+        return ""
+    return rag_pb2.AnswerStatus.Name(answer.status).removeprefix("ANSWER_STATUS_").lower()
+
+
 def to_json(answer: api_pb2.ApiAnswer) -> dict[str, Any]:
     return {
         "answer": answer.answer,
+        "status": status(answer),
+        "grounded": answer.grounded,
         "sources": [
             {"document_id": s.document_id, "chunk_id": s.chunk_id, "score": s.score, "snippet": s.snippet}
             for s in answer.sources
@@ -31,6 +42,9 @@ def _snippet(text: str) -> str:
 def lines(answer: api_pb2.ApiAnswer, width: int = 8) -> list[str]:
     """Labelled lines, the labels padded to width."""
     out = [f"{'answer':<{width}} {answer.answer or '(none)'}"]
+    if status(answer):
+        grounding = "" if not answer.sources else ", grounded" if answer.grounded else ", NOT grounded"
+        out.append(f"{'status':<{width}} {status(answer).replace('_', ' ')}{grounding}")
     if not answer.sources:
         out.append(f"{'sources':<{width}} none")
     for i, s in enumerate(answer.sources, 1):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aisdk.cli import extras
+from aisdk.cli import evaluate, extras
 
 _NEEDS = ("faststream", "pydantic")
 
@@ -25,7 +25,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, rounds=args.rounds)
     result = asyncio.run(run.run(plan))
     summary = report.summary(result)
+    # Answers are measured beside speed: the PostgreSQL-manual evaluation set
+    # (aisdk eval), when its extras are installed; not in a quick run.
+    quality = None
+    if not args.quick and not args.no_eval and not extras.missing(evaluate.NEEDS):
+        quality = evaluate.evaluate([evaluate.LARGE_SET])
+        summary["eval"] = quality
     print(json.dumps(summary, indent=2) if args.json else report.markdown(summary).rstrip("\n"))
+    if quality is not None and not args.json:
+        from aisdk.cli.evaluation import report as eval_report
+
+        print("\n## Answers (aisdk eval)\n\n```\n" + "\n\n".join(eval_report.table(x) for x in quality["sets"]) + "\n```")
     if args.plot:
         from aisdk.bench import plot
 
@@ -46,4 +56,6 @@ def register(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="a fifth of the work in two rounds (a smoke run)")
     p.add_argument("--rounds", type=int, metavar="N", help="rounds to run (default 7, quick 2)")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write the latency distributions to this PNG")
+    p.add_argument("--no-eval", action="store_true",
+                   help="leave out the answer evaluation on the PostgreSQL-manual set (aisdk eval --set postgres)")
     p.set_defaults(func=cmd_bench)

@@ -16,6 +16,7 @@ CHECKOUT_DEV = ("dev", "pip install -e '.[dev]' in a checkout of the project")
 DEV = ("dev", f"pip install '{DIST}[dev]'")
 BENCH = ("bench", f"pip install '{DIST}[bench]'")
 COMPONENTS = ("components", f"pip install '{DIST}[components]'")
+EVAL = ("eval", f"pip install '{DIST}[components,eval]'")
 
 
 def missing(modules: tuple[str, ...]) -> list[str]:

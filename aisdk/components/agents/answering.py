@@ -29,6 +29,9 @@ class AgentAnswer:
     tokens: int = 0
     cost: float = 0.0
     rounds: int = 0
+    # ANSWERED when a search of the documents answered; NOT_FOUND when none
+    # did (or none was made): the answer is then not from the documents.
+    status: rag_pb2.AnswerStatus = rag_pb2.ANSWER_STATUS_NOT_FOUND
 
 
 async def answer(
@@ -51,6 +54,8 @@ async def answer(
             output = from_struct(result.output)
             out.tokens += int(output.get("tokens") or 0)
             out.cost += float(output.get("cost") or 0.0)
+            if output.get("status") == "answered":
+                out.status = rag_pb2.ANSWER_STATUS_ANSWERED
     for source in done.sources:
         out.sources.append(json_format.ParseDict(source, rag_pb2.Source(), ignore_unknown_fields=True))
     return out

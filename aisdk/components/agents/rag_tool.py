@@ -20,6 +20,9 @@ async def search_documents(ctx: ToolContext, question: str) -> dict[str, Any]:
         rag_pb2.RagQuery(query_id=ctx.call_id, query=question))
     return {
         "result": result.answer,
+        # "not_found" when the documents do not answer: the result then says
+        # so and cites nothing, and the agent's answer carries that status.
+        "status": "not_found" if result.status == rag_pb2.ANSWER_STATUS_NOT_FOUND else "answered",
         "grounded": result.grounded,
         "sources": [json_format.MessageToDict(s, preserving_proto_field_name=True) for s in result.sources],
         "tokens": result.tokens.total,

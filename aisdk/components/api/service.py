@@ -92,6 +92,7 @@ class Api(api_bus.ApiServiceHandler):
             answer.mode = mode
             answer.duration.FromNanoseconds(int((time.perf_counter() - t0) * 1e9))
             span.set_attribute("api.sources.count", len(answer.sources))
+            span.set_attribute("api.answer.status", rag_pb2.AnswerStatus.Name(answer.status))
             span.set_attribute("llm.tokens", answer.tokens.total)
             span.set_attribute("llm.cost", answer.cost)
         return answer
@@ -100,7 +101,8 @@ class Api(api_bus.ApiServiceHandler):
         query = rag_pb2.RagQuery(query_id=request.query_id, query=request.query)
         with _downstream("rag.queries", "rag"):
             got = await rag_bus.RagServiceClient(self.bus, ctx.tenant_id).queries(query, **_options(ctx))
-        return api_pb2.ApiAnswer(answer=got.answer, sources=got.sources, tokens=got.tokens, cost=got.cost)
+        return api_pb2.ApiAnswer(answer=got.answer, sources=got.sources, tokens=got.tokens, cost=got.cost,
+                                 status=got.status, grounded=got.grounded)
 
     async def _agent(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
         # Imported here: the RAG and LLM modes never load the agent framework.
@@ -110,7 +112,7 @@ class Api(api_bus.ApiServiceHandler):
             got = await answer(self.bus, ctx.tenant_id, request.query, settings=self._agent_settings, tel=self._tel)
         # The agent adds up its model calls and RAG queries as one total.
         return api_pb2.ApiAnswer(answer=got.answer, sources=got.sources,
-                                 tokens=gateway_pb2.TokenUsage(total=got.tokens), cost=got.cost)
+                                 tokens=gateway_pb2.TokenUsage(total=got.tokens), cost=got.cost, status=got.status)
 
     async def _llm(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
         llm = gateway_pb2.LlmRequest(request_id=request.query_id, prompt=request.query, model=self.chat_model)

@@ -1,8 +1,14 @@
 """The offline provider `local`: real answers without a network.
 
-`local/extractive` answers from the prompt itself: it picks the sentences of
-the context that are most similar to the question (WordLlama) and returns
-them in their original order. Given tools, it calls the one whose
+`local/extractive` is an offline extractive answerer: it writes nothing of
+its own, it picks sentences from the documents in the prompt. The question
+is the last user turn; the documents are what the prompt marks between
+`<documents>` and `</documents>` (numbered snippets `[1] ...`), or else the
+other turns of the conversation (a tool's results, earlier turns). It picks
+the one source that supports the question best and answers with that
+source's sentences most similar to the question (WordLlama), in their
+original order, so an answer never mixes documents and never repeats an
+instruction or a label. Given tools, it calls the one whose
 description is most similar to the question (above TOOL_THRESHOLD), with the
 question as its string argument, and answers once the results are in. `local/wordllama` embeds with WordLlama's
 256-dimension vectors. Both report usage counted by litellm's token counter,
@@ -37,6 +43,13 @@ DEFAULT_SENTENCES = 3
 # one: the answer stays on the question instead of padding to a count.
 RELATIVE_SCORE = 0.6
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_DOCUMENTS = re.compile(r"<documents>(.*?)</documents>", re.S)
+# A snippet's number at the start of a line ("[2] ...") begins the next snippet.
+_SNIPPET = re.compile(r"^\[\d+\]\s*", re.M)
+_NUMBER = re.compile(r"^\[\d+\]\s*")
+# A line that only names what follows ("Context:", "Knowledge base:").
+_LABEL = re.compile(r"[^.!?:]{1,40}:")
+_WORD = re.compile(r"[a-z0-9]+")
 # WordLlama similarity between the question and a tool's description above
 # which the tool is called. Measured: a description naming the documents'
 # topics scores 0.29-0.63 for questions on them; greetings, jokes and sums
@@ -56,37 +69,80 @@ def wordllama() -> WordLlama:
 
 
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    """The sentences of a text, without labels ("Context:") or snippet numbers."""
+    out = []
+    for raw in _SENTENCE_END.split(text):
+        sentence = _NUMBER.sub("", raw.strip())
+        if sentence and not _LABEL.fullmatch(sentence):
+            out.append(sentence)
+    return out
+
+
+def _last_user(messages: Sequence[dict[str, Any]]) -> int:
+    return max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+
+
+def _snippets(marked: str) -> list[str]:
+    parts = [p.strip() for p in _SNIPPET.split(marked)]
+    return [p for p in parts if p]
 
 
 def split_question(messages: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
-    """The question (the last sentence of the last user turn) and the context
-    (every other sentence of the conversation, in order)."""
-    parts: list[str] = []
-    question = ""
-    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    """The question and the sources it may be answered from, from the
+    request's structure: the question is the last user turn (less any marked
+    documents in it), the sources the marked documents' snippets, else every
+    other turn that is not an instruction (a system turn without documents).
+    Only a lone user turn with nothing marked (`prompt="<text> <question>"`)
+    is split by sentence: its last sentence asks, the rest is the source."""
+    last = _last_user(messages)
+    sources: list[str] = []
+    asked = ""
     for i, message in enumerate(messages):
-        found = sentences(str(message.get("content") or ""))
-        if i == last_user and found:
-            asked = [s for s in found if s.endswith("?")]
-            question = asked[-1] if asked else found[-1]
-            found.remove(question)
-        parts.extend(found)
-    return question, parts
+        content = str(message.get("content") or "")
+        marked = _DOCUMENTS.search(content)
+        if marked:
+            sources.extend(_snippets(marked.group(1)))
+            content = _DOCUMENTS.sub(" ", content)
+        if i == last:
+            asked = content.strip()
+        elif not marked and message.get("role") != "system" and content.strip():
+            sources.append(content)
+    if not sources and len(messages) == 1 and last == 0:
+        said = sentences(asked)
+        if len(said) > 1:
+            return said[-1], [" ".join(said[:-1])]
+    return " ".join(asked.split()), sources
+
+
+def _support(question: str, source: str) -> float:
+    """How well one source answers the question: WordLlama similarity plus
+    the share of the question's words it contains (exact terms count)."""
+    asked = set(_WORD.findall(question.lower()))
+    held = set(_WORD.findall(source.lower()))
+    lexical = len(asked & held) / len(asked) if asked else 0.0
+    return float(wordllama().similarity(question, source)) + lexical
 
 
 def extract(messages: Sequence[dict[str, Any]], max_sentences: int = DEFAULT_SENTENCES) -> str:
-    """The context sentences that best answer the question, in prompt order.
-    With no context, the question itself is all the prompt has to offer."""
-    question, context = split_question(messages)
-    if not context:
+    """The sentences of the best-supported source that best answer the
+    question, in that source's order. With no source, the extractive model
+    answers with the prompt itself: it writes nothing of its own."""
+    question, sources = split_question(messages)
+    candidates = [(s, found) for s in sources if (found := sentences(s))]
+    if not candidates:
+        # A lone prompt is the only text there is to pick from.
         return question
-    if not question or len(context) == 1:
-        return " ".join(context[:max_sentences])
-    ranked = wordllama().rank(question, context, sort=True)
+    if not question:
+        return " ".join(candidates[0][1][:max_sentences])
+    # The first of equals wins: sources come best first from retrieval.
+    _, first = max((_support(question, s), -i) for i, (s, _) in enumerate(candidates))
+    best = candidates[-first][1]
+    if len(best) == 1:
+        return best[0]
+    ranked = wordllama().rank(question, best, sort=True)
     top = ranked[0][1]
-    best = {text for text, score in ranked[:max_sentences] if score >= top * RELATIVE_SCORE} | {ranked[0][0]}
-    return " ".join(s for s in context if s in best)
+    chosen = {text for text, score in ranked[:max_sentences] if score >= top * RELATIVE_SCORE} | {ranked[0][0]}
+    return " ".join(s for s in best if s in chosen)
 
 
 def _string_parameter(schema: Any) -> str | None:
@@ -104,7 +160,7 @@ def _string_parameter(schema: Any) -> str | None:
 def choose_tool(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
     """(tool name, argument name) of the tool to call for the last user turn,
     or None to answer. Once a tool has answered that turn, the model answers."""
-    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    last_user = _last_user(messages)
     if last_user < 0 or any(m.get("role") == "tool" for m in messages[last_user + 1:]):
         return None
     question, _ = split_question(messages)
@@ -121,10 +177,18 @@ def choose_tool(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, An
 
 
 def truncate_words(text: str, max_tokens: int | None, model: str) -> tuple[str, bool]:
-    """Cut the answer to max_tokens (counted the way usage is); True if cut."""
+    """Cut the answer to max_tokens (counted the way usage is); True if cut.
+    One encoding of the text, cut at the token limit and back to the last
+    whole word: linear in the answer's length."""
     if not max_tokens or count_text(model, text) <= max_tokens:
         return text, False
-    words = text.split(" ")
+    import litellm
+
+    head = str(litellm.decode(model=model, tokens=litellm.encode(model=model, text=text)[:max_tokens]))
+    words = head.split(" ")
+    if not text.startswith(head + " ") and len(words) > 1:
+        words.pop()  # the last word was cut inside
+    # The usage counter may count a few tokens more than the encoder.
     while words and count_text(model, " ".join(words)) > max_tokens:
         words.pop()
     return " ".join(words), True

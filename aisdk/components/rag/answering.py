@@ -1,6 +1,7 @@
 """A question answered from the tenant's chunks: embed it, retrieve (vector +
-full-text, fused), build the prompt through prompt.context, answer through
-gateway.requests, check the answer's grounding."""
+full-text, fused), decide whether the evidence answers it (rag.evidence),
+then build the prompt through prompt.context, answer through
+gateway.requests and attribute each answer sentence to its chunk."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ai.rag.v1 import rag_pb2
 from google.protobuf import duration_pb2
 from opentelemetry.util.types import AttributeValue
 
-from aisdk.components.rag import fusion, grounding
+from aisdk.components.rag import evidence, fusion, grounding
 from aisdk.components.rag.embedding import embed
 from aisdk.components.rag.settings import Settings
 from aisdk.components.rag.store import CANDIDATES_PER_SOURCE, ChunkStore
@@ -26,8 +27,11 @@ from runtime.telemetry import Telemetry
 from runtime.telemetry.names import ATTR, METRIC, SPAN
 
 Code = envelope_pb2.Error
+Status = rag_pb2.AnswerStatus
 SNIPPET_CHARS = 300
-NOTHING_FOUND = "No document of this tenant answers the question."
+# The answer when the documents do not answer: the worker's own, and what the
+# answer template asks a model to say (a model that says it is believed).
+NOT_FOUND = "The documents do not answer this."
 # prompt.templates is an event and prompt.context a request: the first
 # context request may overtake the template it needs.
 _TEMPLATE_RETRIES = (0.05, 0.2, 0.5)
@@ -55,6 +59,12 @@ class _Clock:
         return rag_pb2.QueryTimings(**{k: _duration(v) for k, v in self.spent.items()})
 
 
+def says_not_found(answer: str) -> bool:
+    """A model that followed the template's instruction for documents that
+    do not answer."""
+    return " ".join(answer.split()).lower().startswith(NOT_FOUND.rstrip(".").lower())
+
+
 def _options(ctx: Context) -> CallOptions:
     left = ctx.time_left()
     return {"timeout": max(0.1, left)} if left is not None else {}
@@ -80,22 +90,35 @@ class Answerer:
                 question = await embed(self._bus, self._tel, tenant, s.embedding_model, f"{query.query_id}:q",
                                        [query.query], 1, ctx.time_left())
             with clock.measure("retrieval"):
-                sources = await self._retrieve(query, tenant, question.vectors[0])
-            result = rag_pb2.RagResult(query_id=query.query_id, cost=question.cost, model=s.chat_model)
-            if sources:
+                found = await self.retrieve(query, tenant, question.vectors[0])
+                decision = await self.decide(query, tenant, found)
+            sources = list(found.chosen)
+            result = rag_pb2.RagResult(query_id=query.query_id, cost=question.cost, support=decision.support,
+                                       support_threshold=decision.threshold)
+            if decision.answers:
                 await self._answer(query, ctx, sources, result, clock)
             else:
-                result.answer, result.grounded = NOTHING_FOUND, False
+                result.answer, result.status = NOT_FOUND, Status.ANSWER_STATUS_NOT_FOUND
             result.timings.CopyFrom(clock.timings())
             span.set_attribute("rag.sources.count", len(result.sources))
             span.set_attribute("rag.grounded", result.grounded)
+            span.set_attribute("rag.support", decision.support)
+            span.set_attribute("rag.answer.status", Status.Name(result.status))
         elapsed = time.perf_counter() - t0
         result.duration.CopyFrom(_duration(elapsed))
         self._tel.metrics.histogram(METRIC.RAG_QUERY_DURATION).record(elapsed, {ATTR.TENANT_ID: tenant})
         self._tel.metrics.counter(METRIC.RAG_QUERIES_COMPLETED).add(1, {ATTR.TENANT_ID: tenant})
         return result
 
-    async def _retrieve(self, query: rag_pb2.RagQuery, tenant: str, vector: list[float]) -> list[fusion.Candidate]:
+    async def decide(self, query: rag_pb2.RagQuery, tenant: str, found: evidence.Retrieved) -> evidence.Decision:
+        """Whether the retrieved chunks answer the question (rag.evidence)."""
+        s, p = self._settings, query.parameters
+        threshold = p.min_support if p.HasField("min_support") else (s.min_support if s.min_support >= 0 else None)
+        stats = await self._store.term_statistics(tenant, query.query, [c.chunk_id for c in found.chosen],
+                                                  s.text_language)
+        return evidence.decide(stats, found, evidence.calibration(), threshold, query.query)
+
+    async def retrieve(self, query: rag_pb2.RagQuery, tenant: str, vector: list[float]) -> evidence.Retrieved:
         s, p = self._settings, query.parameters
         top_k = p.top_k if p.HasField("top_k") else s.top_k
         threshold = p.similarity_threshold if p.HasField("similarity_threshold") else s.similarity_threshold
@@ -104,30 +127,39 @@ class Answerer:
         attrs: dict[str, AttributeValue] = {ATTR.TENANT_ID: tenant, "query.id": query.query_id, "rag.top_k": top_k}
         with self._tel.span(SPAN.RAG_VECTOR_SEARCH, attrs) as span:
             vector_hits, text_hits = await self._store.search(
-                tenant, query.query, vector, top_k * CANDIDATES_PER_SOURCE, threshold, dict(p.filter)
+                tenant, query.query, vector, top_k * CANDIDATES_PER_SOURCE, threshold, dict(p.filter),
+                s.text_language,
             )
-            chosen = fusion.select(fusion.fuse(vector_hits, text_hits), top_k, threshold, relative)
+            fused = fusion.fuse(vector_hits, text_hits)
+            chosen = fusion.select(fused, top_k, threshold, relative)
             span.set_attribute("results.count", len(chosen))
             span.set_attribute("rag.candidates.vector", len(vector_hits))
             span.set_attribute("rag.candidates.text", len(text_hits))
         self._tel.metrics.counter(METRIC.RAG_SEARCHES_EXECUTED).add(1, {ATTR.TENANT_ID: tenant})
         self._tel.metrics.histogram(METRIC.RAG_SEARCH_DURATION).record(time.perf_counter() - t0,
                                                                        {ATTR.TENANT_ID: tenant})
-        return chosen
+        return evidence.Retrieved(vector_hits, text_hits, fused, chosen)
 
     async def _answer(self, query: rag_pb2.RagQuery, ctx: Context, sources: list[fusion.Candidate],
                       result: rag_pb2.RagResult, clock: _Clock) -> None:
         tenant, s = ctx.tenant_id, self._settings
         with clock.measure("prompt"):
-            built = await self._prompt(query, ctx, [c.content for c in sources])
+            # Numbered, so that a model (and the offline answerer) can tell
+            # one snippet from the next.
+            built = await self._prompt(query, ctx, [f"[{i}] {c.content}" for i, c in enumerate(sources, 1)])
         # prompt.context drops the weakest (last) snippets to fit its budget.
         used = sources[: len(sources) - built.truncated_snippets]
         model = query.model or s.chat_model
         with clock.measure("generation"), self._tel.span(SPAN.RAG_RESPONSE_GENERATE,
                                                          {ATTR.TENANT_ID: tenant, "llm.model": model}) as span:
+            # The rendered template (instructions and documents) is the system
+            # turn and the question the user turn: the question comes from the
+            # request's structure, never from a sentence of a document.
             reply = await gateway_bus.GatewayServiceClient(self._bus, tenant).requests(
                 gateway_pb2.LlmRequest(
-                    request_id=query.query_id, model=model, prompt=built.prompt,
+                    request_id=query.query_id, model=model,
+                    messages=[gateway_pb2.ChatMessage(role=gateway_pb2.ROLE_SYSTEM, content=built.prompt),
+                              gateway_pb2.ChatMessage(role=gateway_pb2.ROLE_USER, content=query.query)],
                     parameters=gateway_pb2.LlmParameters(max_tokens=s.answer_tokens, temperature=0.0),
                 ),
                 **_options(ctx),
@@ -135,18 +167,22 @@ class Answerer:
             span.set_attribute("llm.tokens", reply.tokens.total)
             span.set_attribute("llm.cost", reply.cost)
         self._tel.metrics.counter(METRIC.RAG_RESPONSES_GENERATED).add(1, {ATTR.TENANT_ID: tenant})
-        with clock.measure("grounding"):
-            checked = grounding.check(reply.response, [c.content for c in used])
         result.answer = reply.response
         result.model = reply.model or model
         result.tokens.CopyFrom(reply.tokens)
         result.cost += reply.cost
+        if says_not_found(reply.response):
+            result.status = Status.ANSWER_STATUS_NOT_FOUND
+            return
+        with clock.measure("grounding"):
+            checked = grounding.check(reply.response, [c.content for c in used])
+        result.status = Status.ANSWER_STATUS_ANSWERED
         result.grounded = checked.grounded
         result.unsupported_sentences.extend(checked.unsupported)
         result.sources.extend(
             rag_pb2.Source(document_id=c.document_id, chunk_id=c.chunk_id, score=c.score, similarity=c.similarity,
                            snippet=c.content[:SNIPPET_CHARS], source_uri=c.source_uri)
-            for c in used
+            for c in (used[i] for i in checked.used)
         )
 
     async def _prompt(self, query: rag_pb2.RagQuery, ctx: Context, snippets: list[str]) -> prompt_pb2.ContextResult:

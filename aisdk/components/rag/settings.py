@@ -8,11 +8,15 @@ from dataclasses import dataclass, fields
 
 from aisdk.components.rag.chunking import ChunkSizes
 
-# The seeds' prompt. Instructions ("answer from the context only") are left
-# out on purpose: the offline provider answers with the prompt's own sentences
-# and would quote them. With a hosted model, set AISDK_RAG_TEMPLATE to a
-# template with instructions ({context} and {question} are filled in).
-ANSWER_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
+# The system turn of an answer; the question travels as the user turn, so no
+# model (the offline one included) can take a sentence of a document for it.
+# The documents sit between markers, each snippet numbered ([1], [2], ...):
+# the offline extractive answerer reads only what is between them, so neither
+# the instructions nor a label reach an answer.
+ANSWER_TEMPLATE = (
+    "Answer the question from the documents below only, in a few sentences. If they do not answer it, "
+    "say: The documents do not answer this.\n\n<documents>\n{context}\n</documents>"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +30,17 @@ class Settings:
     top_k: int = 5
     similarity_threshold: float = 0.0
     min_relative_score: float = 0.5
+    # Abstain when the evidence support (rag.evidence) is below this; a
+    # negative value takes the calibrated threshold (rag/calibration.json).
+    min_support: float = -1.0
+    # The PostgreSQL text search configuration chunks are indexed and searched
+    # with (SELECT cfgname FROM pg_ts_config lists them).
+    text_language: str = "english"
     # Budget of the rendered prompt (prompt.context drops the weakest sources to fit it).
     context_tokens: int = 3000
     answer_tokens: int = 512
     template_id: str = "rag.answer"
-    template_version: str = "1"
+    template_version: str = "2"
     template: str = ANSWER_TEMPLATE
 
     @property

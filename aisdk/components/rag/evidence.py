@@ -1,0 +1,211 @@
+"""Does the retrieved evidence answer the question? Decided before anything
+is generated: a question the documents cannot answer gets the not-found
+answer, no sources and no generation call.
+
+A raw similarity barely separates answerable from unanswerable questions
+(an unanswerable question still has a nearest chunk), so the decision weighs
+what the question asks for against what the retrieved chunks hold:
+
+- `coverage`: the largest share of the question's search terms (stemmed,
+  stop words out, by PostgreSQL's text search) that one retrieved chunk holds;
+- `weighted_coverage`: the same share weighted by each term's rarity in the
+  tenant's chunks (inverse document frequency), so that holding "peru"
+  counts and holding "policy" barely does;
+- `missing_rarity`: the rarity of the rarest term no retrieved chunk holds,
+  relative to a term no chunk holds (1.0: a word the documents never use);
+- `unknown_terms`: the share of terms no chunk of the tenant holds at all;
+- `similarity`: the best cosine similarity of a retrieved chunk;
+- `exact`: full-text search matched every term in one chunk;
+- `fused_top`: the best fused (RRF) score relative to the most it can be
+  (first in both rankings): both retrieval sides agree on one chunk;
+- `agreement`: the share of the five best documents of the vector ranking
+  that the full-text ranking also has among its five best;
+- `names_missing`: the share of the question's names (identifiers such as
+  `innodb_buffer_pool_size` or `--jobs`, and capitalised words inside the
+  question such as MongoDB) that no retrieved chunk contains verbatim. Text
+  search splits an identifier into words the documents do hold, so a name
+  they never mention is only seen whole.
+
+A logistic model turns them into a support in 0..1. Its weights and the
+threshold below which the worker abstains are calibrated on the evaluation
+sets by `aisdk eval --calibrate` (docs/components.md has its precision and
+recall) and live in calibration.json beside this module, not in constants.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from aisdk.components.rag.fusion import RRF_K, Candidate
+from aisdk.components.rag.store import TermStatistics
+
+FEATURES = ("coverage", "weighted_coverage", "missing_rarity", "unknown_terms", "similarity", "exact", "fused_top",
+            "agreement", "names_missing")
+# A token of the question that names something: it has an underscore, a
+# digit, a dollar sign, a dot or slash inside, a leading "--", or a capital
+# letter after its first character (MySQL, PQexec, PL/Perl).
+_NOT_NAMES = frozenset({"e.g", "i.e", "etc"})
+_TOKEN = re.compile(r"[\w$./+-]+")
+_NAMED = re.compile(r"^--\w|[_$]|\w[./]\w|\d|^.+[A-Z]")
+AGREEMENT_DEPTH = 5
+CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
+
+
+def _rarity(frequency: int, chunks: int) -> float:
+    """Inverse document frequency, smoothed so that a term every chunk
+    holds weighs about nothing and one no chunk holds weighs the most."""
+    return max(0.0, math.log((chunks + 1) / (frequency + 0.5)))
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    """One retrieval: both rankings (best first), their fusion, and the
+    chunks kept for the answer."""
+
+    vector: Sequence[Candidate]
+    text: Sequence[Candidate]
+    fused: Sequence[Candidate]
+    chosen: Sequence[Candidate]
+
+
+def _top_documents(ranking: Sequence[Candidate]) -> list[str]:
+    out: list[str] = []
+    for c in ranking:
+        if c.document_id not in out:
+            out.append(c.document_id)
+    return out[:AGREEMENT_DEPTH]
+
+
+def names(question: str) -> list[str]:
+    """The question's names (see `names_missing`). Adjacent capitalised words
+    are one name ("SQL Server", "Always On"); a capitalised first word is only
+    the start of a sentence unless another mark makes it a name."""
+    out: list[str] = []
+    run: list[str] = []
+    for i, match in enumerate(_TOKEN.finditer(question)):
+        token = match.group().strip(".,;:?!'\"()").rstrip("/")
+        if len(token) < 2 or token.lower() in _NOT_NAMES:
+            run = _close(run, out)
+            continue
+        if i > 0 and token[:1].isupper() and token.isalpha() and token != "I":
+            run.append(token)
+            continue
+        marked = _NAMED.search(token[0].lower() + token[1:]) is not None
+        run = _close(run, out)
+        if marked:
+            out.append(token)
+    _close(run, out)
+    return out
+
+
+def _close(run: list[str], out: list[str]) -> list[str]:
+    if run:
+        out.append(" ".join(run))
+    return []
+
+
+def _held(name: str, text: str, lowered: str) -> bool:
+    """A capitalised word must appear as written (Oracle, not oracle); an
+    identifier or a phrase in any case."""
+    if " " not in name and name[:1].isupper() and name[1:].islower():
+        return name in text
+    return name.lower() in lowered
+
+
+def features(stats: TermStatistics, found: Retrieved, question: str = "") -> dict[str, float]:
+    """The decision's inputs for one retrieval."""
+    out = dict.fromkeys(FEATURES, 0.0)
+    terms = sorted(stats.frequency)
+    chosen = found.chosen
+    asked = names(question)
+    if asked:
+        text = " ".join(f"{c.heading} {c.content}" for c in chosen)
+        lowered = text.lower()
+        out["names_missing"] = sum(not _held(n, text, lowered) for n in asked) / len(asked)
+    if not chosen:
+        return out
+    out["similarity"] = max(c.similarity for c in chosen)
+    out["exact"] = float(any(c.exact for c in chosen))
+    out["fused_top"] = max(c.score for c in found.fused) * (RRF_K + 1) / 2
+    out["agreement"] = len(set(_top_documents(found.vector)) & set(_top_documents(found.text))) / AGREEMENT_DEPTH
+    if not terms:
+        return out
+    rarity = {t: _rarity(stats.frequency[t], stats.chunks) for t in terms}
+    ceiling = _rarity(0, stats.chunks) or 1.0
+    total = sum(rarity.values()) or 1.0
+    best_share = best_weight = 0.0
+    for c in chosen:
+        held = [t for t in terms if c.chunk_id in stats.holders.get(t, ())]
+        best_share = max(best_share, len(held) / len(terms))
+        best_weight = max(best_weight, sum(rarity[t] for t in held) / total)
+    missing = [rarity[t] for t in terms if not any(c.chunk_id in stats.holders.get(t, ()) for c in chosen)]
+    out["coverage"] = best_share
+    out["weighted_coverage"] = best_weight
+    out["missing_rarity"] = max(missing, default=0.0) / ceiling
+    out["unknown_terms"] = sum(stats.frequency[t] == 0 for t in terms) / len(terms)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    weights: Mapping[str, float]
+    bias: float
+    # Abstain below this support.
+    threshold: float
+    # Where the numbers come from (the sets, their sizes, the date).
+    provenance: str = ""
+
+    def support(self, values: Mapping[str, float]) -> float:
+        z = self.bias + sum(w * values.get(name, 0.0) for name, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def to_json(self) -> dict[str, object]:
+        return {"features": list(FEATURES), "weights": dict(self.weights), "bias": self.bias,
+                "threshold": self.threshold, "provenance": self.provenance}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], where: str = "calibration") -> Calibration:
+        try:
+            raw = data["weights"]
+            if not isinstance(raw, Mapping):
+                raise TypeError("weights is not a mapping")
+            weights = {str(k): float(v) for k, v in raw.items()}
+            unknown = sorted(set(weights) - set(FEATURES))
+            if unknown:
+                raise ValueError(f"unknown features {', '.join(unknown)}")
+            return cls(weights, float(data["bias"]),  # type: ignore[arg-type]
+                       float(data["threshold"]), str(data.get("provenance", "")))  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{where}: not a calibration ({e})") from None
+
+
+@cache
+def calibration(path: Path = CALIBRATION_FILE) -> Calibration:
+    return Calibration.from_json(json.loads(path.read_text()), str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    support: float
+    threshold: float
+    features: Mapping[str, float]
+
+    @property
+    def answers(self) -> bool:
+        return self.support >= self.threshold
+
+
+def decide(stats: TermStatistics, found: Retrieved, model: Calibration, threshold: float | None = None,
+           question: str = "") -> Decision:
+    """Answer (support at least the threshold) or abstain; no chunk is
+    always an abstention."""
+    values = features(stats, found, question)
+    floor = model.threshold if threshold is None else threshold
+    support = model.support(values) if found.chosen else 0.0
+    return Decision(support, floor if found.chosen else max(floor, 1e-9), values)
