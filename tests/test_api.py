@@ -124,6 +124,15 @@ async def test_rag_mode_answers_from_the_documents_under_the_use_case_span(rig: 
         assert under(spans, name, "use_case.document_qa"), name
 
 
+async def test_a_question_the_documents_cannot_answer_is_not_found_in_rag_and_agent_modes(rig: Rig) -> None:
+    for mode in (Mode.QUERY_MODE_RAG, Mode.QUERY_MODE_AUTO, Mode.QUERY_MODE_AGENT):
+        got = await rig.ask("Who won the 2018 World Cup?", mode)
+        assert got.status == rag_pb2.ANSWER_STATUS_NOT_FOUND, mode
+        assert got.answer == "The documents do not answer this." and not got.sources and not got.grounded
+    answered = await rig.ask("What is the refund policy?", Mode.QUERY_MODE_RAG)
+    assert answered.status == rag_pb2.ANSWER_STATUS_ANSWERED and answered.grounded
+
+
 async def test_auto_mode_is_rag(rig: Rig) -> None:
     got = await rig.ask("What is the refund policy?", Mode.QUERY_MODE_AUTO)
     assert got.mode == Mode.QUERY_MODE_RAG and {s.document_id for s in got.sources} == {"refund-policy"}
@@ -138,7 +147,7 @@ async def test_agent_mode_answers_through_the_rag_tool_over_nats(rig: Rig) -> No
     got = await rig.ask("What is the refund policy?", Mode.QUERY_MODE_AGENT)
     assert "30 days" in got.answer and got.mode == Mode.QUERY_MODE_AGENT
     assert [s.document_id for s in got.sources] == ["refund-policy"]
-    assert got.tokens.total > 0 and got.cost > 0
+    assert got.tokens.total > 0 and got.cost > 0 and got.status == rag_pb2.ANSWER_STATUS_ANSWERED
     spans = rig.trace_of(got.query_id)
     qa = next(s for s in spans if s.name == "use_case.document_qa")
     assert (qa.attributes or {})["api.query.route"] == "agent"

@@ -12,6 +12,7 @@ from ai.rag.v1 import rag_pb2
 from google.protobuf import json_format
 
 from aisdk.components.agents.loop import AgentLoop
+from aisdk.components.rag import NOT_FOUND
 from aisdk.components.agents.rag_tool import RAG_TOOL, builtin_tools
 from aisdk.components.agents.settings import Settings
 from aisdk.components.agents.registry import from_struct
@@ -58,4 +59,8 @@ async def answer(
                 out.status = rag_pb2.ANSWER_STATUS_ANSWERED
     for source in done.sources:
         out.sources.append(json_format.ParseDict(source, rag_pb2.Source(), ignore_unknown_fields=True))
+    if out.status == rag_pb2.ANSWER_STATUS_NOT_FOUND:
+        # No search answered (or none was made): whatever the model wrote,
+        # it is not from the documents, and a document Q&A says so.
+        out.answer, out.sources = NOT_FOUND, []
     return out

@@ -17,7 +17,7 @@ from ai.rag.v1 import rag_pb2
 from google.protobuf import duration_pb2
 from opentelemetry.util.types import AttributeValue
 
-from aisdk.components.rag import evidence, fusion, grounding
+from aisdk.components.rag import NOT_FOUND, evidence, fusion, grounding
 from aisdk.components.rag.embedding import embed
 from aisdk.components.rag.settings import Settings
 from aisdk.components.rag.store import CANDIDATES_PER_SOURCE, ChunkStore
@@ -29,9 +29,7 @@ from runtime.telemetry.names import ATTR, METRIC, SPAN
 Code = envelope_pb2.Error
 Status = rag_pb2.AnswerStatus
 SNIPPET_CHARS = 300
-# The answer when the documents do not answer: the worker's own, and what the
-# answer template asks a model to say (a model that says it is believed).
-NOT_FOUND = "The documents do not answer this."
+# A model that says NOT_FOUND is believed: the template asks it to.
 # prompt.templates is an event and prompt.context a request: the first
 # context request may overtake the template it needs.
 _TEMPLATE_RETRIES = (0.05, 0.2, 0.5)
