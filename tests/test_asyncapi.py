@@ -1,8 +1,8 @@
-"""`aisdk asyncapi` and docs/subjects.md. No installable package ships the
-AsyncAPI 3.0 JSON schema offline (docs/versioning.md), so the document's
-structure is checked here against the parts of the 3.0 specification it
-uses: every reference resolves, channels, operations and messages have
-the fields the schema requires, and each says what the registry says."""
+"""`aisdk asyncapi` and docs/subjects.md: every reference resolves, channels,
+operations and messages have the fields the 3.0 specification requires,
+each says what the registry says, and a payload schema accepts a real
+message in protobuf's JSON form and refuses one that breaks a rule. The
+official parser reads the document in tests/test_asyncapi_parser.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from ai.registry import SUBJECTS
-from aisdk.cli.asyncapi import PROTOBUF, document
+from ai.gateway.v1 import gateway_pb2
+from ai.rag.v1 import rag_pb2
+from google.protobuf import json_format
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from aisdk.cli.asyncapi import document
 from aisdk.cli.contracts import CATALOGUE, catalogue_of
 from runtime.contract import Pattern
 from tests.support import ROOT, aisdk
@@ -90,11 +96,52 @@ def test_messages_reference_their_protobuf_types(doc: dict[str, Any]) -> None:
                                                       if s.pattern in (Pattern.REQUEST_REPLY, Pattern.STREAM)
                                                       or n == s.request_name}
     for message in messages.values():
-        assert message["payload"]["schemaFormat"] == PROTOBUF == "application/vnd.google.protobuf;version=3"
-        source = message["payload"]["schema"]["$ref"]
-        assert (ROOT / source).is_file(), source
+        payload = resolve(doc, message["payload"]["$ref"])
+        assert payload["x-proto-type"] == message["x-proto-type"] == message["name"]
+        source = message["x-proto-source"]
+        assert payload["x-proto-source"] == source and (ROOT / source).is_file(), source
         package = message["name"].rsplit(".", 1)[0]
         assert f"package {package};" in (ROOT / source).read_text()
+
+
+def validator(doc: dict[str, Any], full_name: str) -> Draft202012Validator:
+    """The payload schema of a message, its references resolved in the document."""
+    root = {"$ref": f"#/components/schemas/{full_name.replace('.', '_')}", "components": doc["components"]}
+    return Draft202012Validator(root)
+
+
+def test_a_payload_schema_accepts_a_real_message_in_its_json_form(doc: dict[str, Any]) -> None:
+    request = gateway_pb2.LlmRequest(
+        request_id="r-1", model="chat", prompt="What is the refund policy?",
+        parameters=gateway_pb2.LlmParameters(max_tokens=64, temperature=0.2),
+        messages=[gateway_pb2.ChatMessage(role=gateway_pb2.ROLE_USER, content="hi")],
+    )
+    check = validator(doc, "ai.gateway.v1.LlmRequest")
+    check.validate(json.loads(json_format.MessageToJson(request)))
+    document_ = rag_pb2.RagDocument(document_id="d", data=b"%PDF-1.4", metadata={"lang": "en"},
+                                    chunks=[rag_pb2.Chunk(chunk_id="c", embedding=[0.5, 0.25])])
+    validator(doc, "ai.rag.v1.RagDocument").validate(json.loads(json_format.MessageToJson(document_)))
+    result = rag_pb2.RagResult(query_id="q", status=rag_pb2.ANSWER_STATUS_NOT_FOUND, cost=0.0)
+    result.duration.FromMilliseconds(1500)
+    validator(doc, "ai.rag.v1.RagResult").validate(json.loads(json_format.MessageToJson(result)))
+
+
+def test_a_payload_schema_holds_the_contracts_rules(doc: dict[str, Any]) -> None:
+    check = validator(doc, "ai.gateway.v1.LlmRequest")
+    schema = doc["components"]["schemas"]["ai_gateway_v1_LlmRequest"]
+    assert set(schema["required"]) == {"requestId", "model"}
+    assert schema["properties"]["requestId"]["maxLength"] == 128
+    too_long = json.loads(json_format.MessageToJson(gateway_pb2.LlmRequest(request_id="r" * 129, model="chat")))
+    with pytest.raises(ValidationError, match="is too long"):
+        check.validate(too_long)
+    with pytest.raises(ValidationError, match="'model' is a required property"):
+        check.validate({"requestId": "r-1"})
+    query = validator(doc, "ai.rag.v1.RagQuery")
+    with pytest.raises(ValidationError, match="greater than the maximum of 100"):
+        query.validate({"queryId": "q", "query": "x", "parameters": {"topK": 101}})
+    status = validator(doc, "ai.rag.v1.IngestStatus")
+    with pytest.raises(ValidationError):
+        status.validate({"documentId": "d", "state": "INGEST_STATE_NO_SUCH"})
 
 
 def test_stdout_is_the_same_document(doc: dict[str, Any]) -> None:

@@ -5,7 +5,12 @@ Both read the generated registry (`ai.registry.SUBJECTS`), so they say
 exactly what the runtime binds: a channel per subject template with its
 `tenant_id` parameter, a send and a receive operation per subject carrying
 the pattern, the queue group (as the NATS operation binding) and the
-reply, and a message per protobuf type that references its proto source.
+reply, and a message per protobuf type. A message's payload is the JSON
+Schema of the type's protobuf JSON mapping with the contract's rules
+(aisdk.cli.protoschema), which every AsyncAPI tool reads; its
+`x-proto-type` and `x-proto-source` name the type and its .proto file. The
+official parser with the protobuf schema plugin cannot read the sources
+themselves (they import other files), so they are linked, not inlined.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from aisdk.cli import protoschema
 from runtime.contract import Pattern, SubjectSpec
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -27,7 +33,8 @@ def _message_id(full_name: str) -> str:
 
 
 def _message(cls: Any) -> dict[str, Any]:
-    """A protobuf message, by its full name and the proto file that declares it."""
+    """A protobuf message: its JSON mapping's schema, its full name and the
+    proto file that declares it."""
     full_name = str(cls.DESCRIPTOR.full_name)
     source = str(cls.DESCRIPTOR.file.name)
     return {
@@ -35,8 +42,11 @@ def _message(cls: Any) -> dict[str, Any]:
         "title": full_name.rsplit(".", 1)[-1],
         "contentType": "application/protobuf",
         "summary": f"{full_name}, carried in an ai.envelope.v1.Envelope.",
-        "payload": {"schemaFormat": PROTOBUF, "schema": {"$ref": f"proto/{source}"}},
+        "description": f"On the wire: protobuf ({PROTOBUF}) inside an Envelope. The payload schema is the JSON "
+                       f"mapping of {full_name} (what MessageToJson writes), with the contract's rules.",
+        "payload": {"$ref": f"#/components/schemas/{protoschema.schema_id(full_name)}"},
         "x-proto-type": full_name,
+        "x-proto-source": f"proto/{source}",
     }
 
 
@@ -49,7 +59,11 @@ def document(specs: Sequence[SubjectSpec[Any, Any]], version: str) -> dict[str, 
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
+    types: list[Any] = []
     for spec in specs:
+        types.append(spec.request_type.DESCRIPTOR)
+        if spec.pattern in _WITH_REPLY:
+            types.append(spec.reply_type.DESCRIPTOR)
         request = _message_id(spec.request_name)
         messages.setdefault(request, _message(spec.request_type))
         channels[spec.key] = {
@@ -97,7 +111,7 @@ def document(specs: Sequence[SubjectSpec[Any, Any]], version: str) -> dict[str, 
         "servers": {"nats": {"host": "localhost:4222", "protocol": "nats"}},
         "channels": channels,
         "operations": operations,
-        "components": {"messages": dict(sorted(messages.items()))},
+        "components": {"messages": dict(sorted(messages.items())), "schemas": protoschema.schemas(types)},
     }
 
 
