@@ -50,11 +50,15 @@ def _ref(full_name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{schema_id(full_name)}"}
 
 
-def _rules(field: FieldDescriptor) -> Any:
-    from ai.options.v1 import options_pb2
+RULES = "ai.options.v1.rules"
 
-    options = field.GetOptions()
-    return options.Extensions[options_pb2.rules] if options.HasExtension(options_pb2.rules) else None
+
+def _rules(field: FieldDescriptor) -> Any:
+    """The field's FieldRules option, if it has one. Importing options_pb2
+    registers the extension, so the parsed options carry it."""
+    from ai.options.v1 import options_pb2  # noqa: F401
+
+    return next((value for fd, value in field.GetOptions().ListFields() if fd.full_name == RULES), None)
 
 
 def _enum(enum: EnumDescriptor, defined_only: bool) -> dict[str, Any]:
@@ -80,7 +84,7 @@ def _scalar(field: FieldDescriptor, kind: int, rules: Any) -> dict[str, Any]:
         if rules is not None and rules.HasField("max_len"):
             out["maxLength"] = 4 * ((rules.max_len + 2) // 3)
         return out
-    elif kind == Type.TYPE_ENUM:
+    elif kind == Type.TYPE_ENUM and field.enum_type is not None:
         return _enum(field.enum_type, bool(rules is not None and rules.defined_only))
     else:
         out = {"type": "string"}
@@ -107,7 +111,7 @@ def _bounded(out: dict[str, Any], rules: Any) -> dict[str, Any]:
 
 def _value(field: FieldDescriptor, rules: Any) -> dict[str, Any]:
     """The schema of one value of the field (an element, if repeated)."""
-    if field.type == Type.TYPE_MESSAGE:
+    if field.type == Type.TYPE_MESSAGE and field.message_type is not None:
         name = field.message_type.full_name
         if name in _WRAPPERS:
             return _scalar(field, _WRAPPERS[name], rules)
