@@ -105,13 +105,19 @@ def service_name(components: list[str]) -> str:
     return os.environ.get("OTEL_SERVICE_NAME") or "-".join(components)
 
 
-def _telemetry_from_env(name: str) -> Any:
-    """Telemetry for `aisdk serve` when the standard OTEL_* variables ask for it."""
-    if not any(k.startswith("OTEL_") for k in os.environ):
+def _telemetry_from_env(name: str, metrics_port: int | None = None, metrics_host: str | None = None) -> Any:
+    """Telemetry for `aisdk serve` when the standard OTEL_* variables ask for
+    it, or a Prometheus endpoint does (--metrics-port)."""
+    if metrics_port is None and not any(k.startswith("OTEL_") for k in os.environ):
         return None
     from runtime import telemetry
 
-    return telemetry.setup(name)
+    if metrics_port is None:
+        return telemetry.setup(name)
+    exporters = os.environ.get("OTEL_METRICS_EXPORTER", "").strip()
+    names = {n.strip() for n in exporters.split(",") if n.strip() and n.strip() != "none"} | {"prometheus"}
+    return telemetry.setup(name, metrics_exporter=",".join(sorted(names)), prometheus_port=metrics_port,
+                           prometheus_host=metrics_host)
 
 
 def _run(coro: Any) -> int:
@@ -172,7 +178,9 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     handlers = {name: _component(name) for name in args.components}
-    tel = _telemetry_from_env(service_name(args.components))
+    tel = _telemetry_from_env(service_name(args.components), args.metrics_port, args.metrics_host)
+    if args.metrics_port is not None:
+        status(f"metrics on http://{args.metrics_host or 'localhost'}:{args.metrics_port}/metrics (Prometheus)")
     bus = await _connected(args, tel)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -293,6 +301,10 @@ def register(sub: Any) -> None:
                        "the service name is $OTEL_SERVICE_NAME, else the components' names.")
     p.add_argument("components", nargs="+", metavar="COMPONENT")
     p.add_argument("--tenant", action="append", help="serve only this tenant (repeatable; default: all)")
+    p.add_argument("--metrics-port", type=int, metavar="N",
+                   help="expose the metrics in Prometheus format at http://HOST:N/metrics")
+    p.add_argument("--metrics-host", metavar="HOST",
+                   help="the address the metrics endpoint listens on (default localhost; 0.0.0.0 in a container)")
     url(p)
     p.set_defaults(func=lambda a: _run(_serve(a)))
 

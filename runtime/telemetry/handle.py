@@ -4,7 +4,7 @@ metrics by registry name, and the hooks that instrument a bus."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from opentelemetry import metrics as otel_metrics
@@ -15,7 +15,7 @@ from opentelemetry.util.types import AttributeValue
 
 from runtime.hooks import BusHooks
 from runtime.telemetry.context import current_span, unsampled
-from runtime.telemetry.counts import Metrics
+from runtime.telemetry.counts import DEFAULT_TENANT_LIMIT, Metrics
 from runtime.telemetry.errors import TelemetryError
 from runtime.telemetry.instrument import TelemetryHooks
 from runtime.telemetry.names import INSTRUMENTATION_NAME, METRIC, SCHEMA_URL, SpanName
@@ -59,6 +59,8 @@ class Telemetry:
         metric_reader: InMemoryMetricReader | None = None,
         owns_providers: bool = False,
         enabled: bool = True,
+        tenant_limit: int = DEFAULT_TENANT_LIMIT,
+        on_shutdown: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -68,15 +70,18 @@ class Telemetry:
         self._owns_providers = owns_providers
         self.tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, _VERSION, SCHEMA_URL)
         self.meter = meter_provider.get_meter(INSTRUMENTATION_NAME, _VERSION, SCHEMA_URL)
-        self.metrics = Metrics(self.meter)
+        self.metrics = Metrics(self.meter, tenant_limit)
+        self._on_shutdown = list(on_shutdown)
         self.honours_parent = _honours_parent(getattr(tracer_provider, "sampler", None))
         self.hooks: BusHooks = BusHooks()
         if enabled:
+            # The runtime's own histograms carry no tenant label: the SDK's
+            # instruments, without the bound's lookup per message.
             hooks = TelemetryHooks(
                 self.tracer,
                 self.honours_parent,
-                operation_duration=self.metrics.histogram(METRIC.OPERATION_DURATION),
-                process_duration=self.metrics.histogram(METRIC.PROCESS_DURATION),
+                operation_duration=self.metrics.histogram(METRIC.OPERATION_DURATION).sdk,
+                process_duration=self.metrics.histogram(METRIC.PROCESS_DURATION).sdk,
             )
             self.meter.create_observable_counter(
                 METRIC.SENT.name, [hooks.observe_sent], METRIC.SENT.unit, METRIC.SENT.description
@@ -135,6 +140,8 @@ class Telemetry:
             stop = getattr(provider, "shutdown", None)
             if stop is not None:
                 stop()
+        while self._on_shutdown:
+            self._on_shutdown.pop()()
 
 
 def _honours_parent(sampler: Sampler | None) -> bool:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
+from runtime.telemetry.counts import DEFAULT_TENANT_LIMIT
 from runtime.telemetry.errors import TelemetryError
 from runtime.telemetry.handle import Telemetry
 from runtime.telemetry.names import ATTR
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.sdk.trace.sampling import Sampler
 
-EXPORTERS = ("none", "console", "otlp", "memory")
+EXPORTERS = ("none", "console", "otlp", "memory", "prometheus")
+# The OpenTelemetry specification's defaults for OTEL_EXPORTER_PROMETHEUS_*.
+PROMETHEUS_HOST, PROMETHEUS_PORT = "localhost", 9464
+TENANT_LIMIT_ENV = "AISDK_METRICS_TENANT_LIMIT"
 _SAMPLERS = (
     "always_on",
     "always_off",
@@ -47,7 +51,7 @@ def _exporter_names(given: str | None, env_name: str, signal: str) -> list[str]:
         value = "otlp" if endpoint else "none"
     names = [n.strip().lower() for n in value.split(",") if n.strip()]
     for name in names:
-        if name not in EXPORTERS:
+        if name not in EXPORTERS or (name == "prometheus" and signal == "TRACES"):
             raise TelemetryError(f"unknown {signal.lower()} exporter {name!r} (from {env_name} or the exporter "
                                  f"argument): use one of {', '.join(EXPORTERS)}")
     return [n for n in names if n != "none"]
@@ -97,6 +101,41 @@ def _otlp(signal: str, protocol: str | None, endpoint: str | None) -> Any:
     return exporter_cls(endpoint=endpoint)
 
 
+def _prometheus(host: str | None, port: int | None) -> tuple[MetricReader, Callable[[], object]]:
+    """A reader in Prometheus' format on its own registry, served over HTTP
+    (prometheus_client's server, in a thread) at /metrics."""
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError:
+        raise TelemetryError(
+            "the Prometheus exporter is not installed: pip install 'aisdk-contracts[prometheus]'"
+        ) from None
+    host = host or _env("OTEL_EXPORTER_PROMETHEUS_HOST") or PROMETHEUS_HOST
+    raw = _env("OTEL_EXPORTER_PROMETHEUS_PORT")
+    try:
+        port = port if port is not None else int(raw) if raw else PROMETHEUS_PORT
+    except ValueError:
+        raise TelemetryError(f"OTEL_EXPORTER_PROMETHEUS_PORT {raw!r} is not a port number") from None
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(registry=registry)
+    try:
+        server, _ = start_http_server(port, host, registry=registry)
+    except OSError as e:
+        raise TelemetryError(f"cannot serve Prometheus metrics on {host}:{port}: {e.strerror or e}") from None
+    return reader, server.shutdown
+
+
+def _tenant_limit(given: int | None) -> int:
+    if given is not None:
+        return given
+    raw = _env(TENANT_LIMIT_ENV)
+    try:
+        return int(raw) if raw else DEFAULT_TENANT_LIMIT
+    except ValueError:
+        raise TelemetryError(f"{TENANT_LIMIT_ENV} {raw!r} is not a number") from None
+
+
 def setup(
     service_name: str | None = None,
     *,
@@ -109,6 +148,9 @@ def setup(
     resource_attributes: Mapping[str, str] | None = None,
     metric_readers: Sequence[MetricReader] = (),
     set_global: bool = False,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
+    tenant_limit: int | None = None,
 ) -> Telemetry:
     """Tracer and meter providers from arguments, else the standard OTEL_*
     variables: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_EXPORTER,
@@ -117,8 +159,13 @@ def setup(
     OTEL_SDK_DISABLED.
 
     exporter / metrics_exporter: "none", "console", "otlp" or "memory"
-    (comma-separated for several). sampler_ratio: a parent-based trace-id
-    ratio sampler. set_global: also install the providers as the globals.
+    (comma-separated for several); metrics also "prometheus", a scrape
+    endpoint at http://prometheus_host:prometheus_port/metrics
+    (OTEL_EXPORTER_PROMETHEUS_HOST/_PORT, default localhost:9464).
+    sampler_ratio: a parent-based trace-id ratio sampler. set_global: also
+    install the providers as the globals. tenant_limit (or
+    AISDK_METRICS_TENANT_LIMIT, default 100): tenants that label metrics
+    with their own id; the rest share one `_other` series.
     """
     if (_env("OTEL_SDK_DISABLED") or "").lower() == "true":
         return Telemetry.disabled()
@@ -153,8 +200,14 @@ def setup(
 
     readers: list[MetricReader] = list(metric_readers)
     memory_metrics: InMemoryMetricReader | None = None
+    closers: list[Callable[[], object]] = []
+    limit = _tenant_limit(tenant_limit)
     for name in _exporter_names(metrics_exporter, "OTEL_METRICS_EXPORTER", "METRICS"):
-        if name == "memory":
+        if name == "prometheus":
+            reader, close = _prometheus(prometheus_host, prometheus_port)
+            readers.append(reader)
+            closers.append(close)
+        elif name == "memory":
             memory_metrics = InMemoryMetricReader()
             readers.append(memory_metrics)
         elif name == "console":
@@ -172,4 +225,6 @@ def setup(
         span_exporter=memory_spans,
         metric_reader=memory_metrics,
         owns_providers=True,
+        tenant_limit=limit,
+        on_shutdown=closers,
     )
