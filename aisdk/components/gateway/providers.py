@@ -66,6 +66,7 @@ class Completion:
     finish_reason: str
     usage: Usage
     cost: float
+    # The provider model of the deployment that answered, not the name asked for.
     model: str
     provider: str
     deployment: str
@@ -139,6 +140,11 @@ class Providers:
             )
         return chain
 
+    def primary(self, model: str) -> Deployment:
+        """The deployment that serves model when nothing fails (NOT_FOUND for
+        an unknown model): its answers are the ones cached under model."""
+        return self.chain(model)[0]
+
     async def _through_chain(self, model: str, call: Callable[[Deployment], Any]) -> Any:
         errors: list[str] = []
         for deployment in self.chain(model):
@@ -152,7 +158,7 @@ class Providers:
                 raise
             except Exception as e:  # noqa: BLE001 - a failed deployment falls back to the next
                 self.outcome.failure(deployment.id)
-                errors.append(f"{deployment.id}: {type(e).__name__}: {str(e)[:200]}")
+                errors.append(f"{deployment.id} ({deployment.model}): {type(e).__name__}: {str(e)[:200]}")
                 continue
             self.outcome.success(deployment.id, time.perf_counter() - t0)
             return result
@@ -168,7 +174,7 @@ class Providers:
             choice = r.choices[0]
             return Completion(
                 text=choice.message.content or "", finish_reason=choice.finish_reason or "stop", usage=_usage(r),
-                cost=_cost(r, d.provider, "acompletion"), model=d.model_name, provider=d.provider, deployment=d.id,
+                cost=_cost(r, d.provider, "acompletion"), model=d.model, provider=d.provider, deployment=d.id,
                 tool_calls=list(getattr(choice.message, "tool_calls", None) or []),
             )
 
@@ -199,7 +205,7 @@ class Providers:
             text=(choice.message.content or "") if choice else "",
             finish_reason=(choice.finish_reason or "stop") if choice else "stop",
             usage=_usage(full), cost=_cost(full, d.provider, "acompletion") if full is not None else 0.0,
-            model=d.model_name, provider=d.provider, deployment=d.id,
+            model=d.model, provider=d.provider, deployment=d.id,
         )
 
     async def embed(self, model: str, texts: list[str], time_left: float | None) -> Embeddings:
@@ -210,7 +216,7 @@ class Providers:
             rows = sorted(r.data, key=lambda item: item["index"])
             return Embeddings(
                 vectors=[list(row["embedding"]) for row in rows], usage=_usage(r),
-                cost=_cost(r, d.provider, "aembedding"), model=d.model_name, provider=d.provider, deployment=d.id,
+                cost=_cost(r, d.provider, "aembedding"), model=d.model, provider=d.provider, deployment=d.id,
             )
 
         result: Embeddings = await self._through_chain(model, call)
