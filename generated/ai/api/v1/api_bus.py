@@ -22,7 +22,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4})
 
@@ -63,6 +63,10 @@ def validate_api_answer(m: api_pb2.ApiAnswer, prefix: str = '') -> list[Violatio
         out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
     if m.mode not in _ENUM0:
         out.append(Violation(prefix + "mode", "defined_only", f"{m.mode} is not a defined value"))
+    v = m.model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 

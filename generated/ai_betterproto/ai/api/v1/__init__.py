@@ -61,6 +61,11 @@ class ApiAnswer(betterproto.Message):
     cost: float = betterproto.double_field(5)
     mode: "QueryMode" = betterproto.enum_field(6)
     duration: timedelta = betterproto.message_field(7)
+    model: str = betterproto.string_field(8)
+    """
+    The model that answered: the provider model of the gateway deployment
+     that served the call (e.g. "openai/gpt-4o-mini"), not the alias asked for.
+    """
 
 
 class ApiServiceStub(betterproto.ServiceStub):
