@@ -124,12 +124,12 @@ async def test_ask_prints_answer_sources_tokens_and_cost(deployment: str, docs: 
     got = json.loads(out.stdout)
     assert "30 days" in got["answer"]
     assert [s["document_id"] for s in got["sources"]] == ["docs/refund-policy.md"]
-    assert got["tokens"]["total"] > 0 and got["cost"] > 0
+    assert got["tokens"]["total"] > 0 and got["cost"] > 0 and got["model"] == "local/extractive"
 
     text = await aisdk(docs.parent, deployment, "ask", "What is the refund policy?", "--tenant", t, "--mode", "rag")
     assert text.returncode == 0, text.stderr
     labels = [line.split()[0] for line in text.stdout.splitlines() if line and not line.startswith(" ")]
-    assert labels == ["answer", "sources", "tokens", "cost"]
+    assert labels == ["answer", "sources", "tokens", "cost", "model"]
     assert "docs/refund-policy.md" in text.stdout
 
 

@@ -1,11 +1,13 @@
-"""The RAG worker's configuration: defaults for the offline local provider,
-each overridable by an AISDK_RAG_* environment variable."""
+"""The RAG worker's configuration: the gateway's aliases for its models (so
+the deployment's model setting moves them), each default overridable by an
+AISDK_RAG_* environment variable."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
+from aisdk.components.gateway import local, models
 from aisdk.components.rag.chunking import ChunkSizes
 
 # The seeds' prompt. Instructions ("answer from the context only") are left
@@ -13,12 +15,19 @@ from aisdk.components.rag.chunking import ChunkSizes
 # and would quote them. With a hosted model, set AISDK_RAG_TEMPLATE to a
 # template with instructions ({context} and {question} are filled in).
 ANSWER_TEMPLATE = "Context:\n{context}\n\nQuestion: {question}"
+# What a hosted model gets when AISDK_RAG_TEMPLATE says nothing: it follows
+# instructions, where the offline one would quote them.
+HOSTED_TEMPLATE_ID = "rag.answer.hosted"
+HOSTED_TEMPLATE = (
+    "Answer the question from the context only, in one or two sentences. If the context does not answer it, "
+    "say so.\n\nContext:\n{context}\n\nQuestion: {question}"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    embedding_model: str = "local/wordllama"
-    chat_model: str = "local/extractive"
+    embedding_model: str = models.EMBEDDING
+    chat_model: str = models.CHAT
     chunk_tokens: int = 256
     overlap_tokens: int = 40
     # Texts per gateway.embeddings request.
@@ -40,7 +49,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """AISDK_RAG_CHAT_MODEL=gpt-4o-mini, AISDK_RAG_TOP_K=8, ... (the field
-        names, upper case); a value of the wrong type is an error."""
+        names, upper case); a value of the wrong type is an error. Without
+        AISDK_RAG_TEMPLATE, a chat model that resolves (through the gateway's
+        model list, models.from_env) to a provider's answers with
+        HOSTED_TEMPLATE."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
@@ -54,4 +66,7 @@ class Settings:
                 raise ValueError(f"AISDK_RAG_{f.name.upper()}={raw!r}: expected {kind.__name__}") from e
         settings = cls(**values)  # type: ignore[arg-type]
         settings.chunk_sizes  # refuses sizes that cannot work, at start
+        answering = models.from_env(env).resolve(settings.chat_model)
+        if "template" not in values and not answering.startswith(f"{local.PROVIDER}/"):
+            settings = replace(settings, template=HOSTED_TEMPLATE, template_id=HOSTED_TEMPLATE_ID)
         return settings
