@@ -113,6 +113,19 @@ def _usage(response: Any) -> Usage:
     return Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
 
 
+def reason(error: BaseException) -> str:
+    """Why a call failed, for the caller: the error's first line (litellm
+    appends routing advice on the next ones) and, when it wraps another, the
+    root cause, which is what names the provider's trouble (a refused
+    connection, a TLS failure) where litellm says only "Connection error"."""
+    text = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+    root, seen = error, {id(error)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        root = nxt
+        seen.add(id(root))
+    return text if root is error else f"{text} (cause: {type(root).__name__}: {str(root)[:200]})"
+
+
 def _timeout(time_left: float | None) -> float | None:
     if time_left is not None and time_left < MIN_TIMEOUT_S:
         raise HandlerError(Code.CODE_DEADLINE_EXCEEDED, "the request's deadline leaves no time for a provider call")
@@ -158,7 +171,7 @@ class Providers:
                 raise
             except Exception as e:  # noqa: BLE001 - a failed deployment falls back to the next
                 self.outcome.failure(deployment.id)
-                errors.append(f"{deployment.id} ({deployment.model}): {type(e).__name__}: {str(e)[:200]}")
+                errors.append(f"{deployment.id} ({deployment.model}): {reason(e)}")
                 continue
             self.outcome.success(deployment.id, time.perf_counter() - t0)
             return result
