@@ -4,12 +4,21 @@ from each other, so that one module's rename or removal breaks no other."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import math
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
@@ -124,3 +133,162 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             if word == "boom":
                 raise RuntimeError("stream broke")
             yield gateway_pb2.LlmChunk(request_id=request.request_id, index=i, delta=word)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One HTTP request the test provider answered."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class TestProvider:
+    """An OpenAI-compatible server on loopback, answering by a rule of its own
+    so that a test can tell its answers from any other model's:
+    POST /v1/chat/completions, given tools and no tool result yet, calls the
+    first tool with the last user message as its first string argument; given
+    a tool result, answers with its first sentence; given documents between
+    `<documents>` markers (RAG's template), with the first sentence of the
+    first one; otherwise "test-server says: " and the first five words of the
+    last user message (streamed word by word on `stream`). Usage is counted
+    in words; POST /v1/embeddings gives `dimensions`-dimension
+    vectors of hashed words (texts sharing words are close). Every request is
+    recorded in `received`. Use as a context manager; `base` is the api_base."""
+
+    __test__ = False  # a helper, not a test class
+    PREFIX = "test-server says:"
+
+    def __init__(self, dimensions: int = 256) -> None:
+        self.dimensions = dimensions
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, name="test-provider", daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> TestProvider:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def paths(self) -> list[str]:
+        with self._lock:
+            return [r.path for r in self.received]
+
+    @classmethod
+    def answer(cls, text: str) -> str:
+        return f"{cls.PREFIX} {' '.join(text.split()[:5])}"
+
+    @staticmethod
+    def first_sentence(text: str) -> str:
+        body = re.sub(r"^\s*\[\d+\]\s*", "", text.strip())
+        return re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0]
+
+    def reply(self, messages: list[dict[str, Any]], asked: str) -> str:
+        tools = [m for m in messages if m.get("role") == "tool"]
+        if tools:
+            return self.first_sentence(str(json.loads(tools[-1]["content"]).get("result", ""))
+                                       if tools[-1]["content"].startswith("{") else tools[-1]["content"])
+        for m in messages:
+            found = re.search(r"<documents>(.*?)</documents>", str(m.get("content") or ""), re.S)
+            if m.get("role") == "system" and found:
+                return self.first_sentence(found.group(1))
+        return self.answer(asked)
+
+    @staticmethod
+    def tool_call(tools: list[dict[str, Any]], messages: list[dict[str, Any]], asked: str) -> dict[str, Any] | None:
+        if not tools or any(m.get("role") == "tool" for m in messages):
+            return None
+        function = tools[0]["function"]
+        properties = (function.get("parameters") or {}).get("properties") or {}
+        argument = next((k for k, v in properties.items() if v.get("type") == "string"), "question")
+        return {"id": "call_test_1", "type": "function",
+                "function": {"name": function["name"], "arguments": json.dumps({argument: asked})}}
+
+    def vector(self, text: str) -> list[float]:
+        v = [0.0] * self.dimensions
+        for word in text.lower().split():
+            v[int.from_bytes(hashlib.sha256(word.strip(".,?!:").encode()).digest()[:4], "big") % self.dimensions] += 1
+        norm = math.sqrt(sum(x * x for x in v)) or 1.0
+        return [x / norm for x in v]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: the test reads `received`
+                pass
+
+            def _json(self, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                with provider._lock:
+                    provider.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                if self.path == "/v1/chat/completions":
+                    self._chat(body)
+                elif self.path == "/v1/embeddings":
+                    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                    used = sum(len(t.split()) for t in texts)
+                    self._json({"object": "list", "model": body["model"],
+                                "data": [{"object": "embedding", "index": i, "embedding": provider.vector(t)}
+                                         for i, t in enumerate(texts)],
+                                "usage": {"prompt_tokens": used, "total_tokens": used}})
+                else:
+                    self.send_error(404)
+
+            def _chat(self, body: dict[str, Any]) -> None:
+                messages = body["messages"]
+                last = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
+                call = provider.tool_call(body.get("tools") or [], messages, str(last["content"]))
+                text = "" if call else provider.reply(messages, str(last["content"]))
+                prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
+                usage = {"prompt_tokens": prompt, "completion_tokens": len(text.split()) or 1,
+                         "total_tokens": prompt + (len(text.split()) or 1)}
+                head = {"id": "chatcmpl-test", "created": 1700000000, "model": body["model"]}
+                if not body.get("stream"):
+                    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+                    if call:
+                        message["tool_calls"] = [call]
+                    self._json({**head, "object": "chat.completion", "usage": usage, "choices": [
+                        {"index": 0, "message": message, "finish_reason": "tool_calls" if call else "stop"}]})
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                words = text.split(" ")
+                for i, word in enumerate(words):
+                    delta = {"index": 0, "delta": {"content": word if i == 0 else f" {word}"},
+                             "finish_reason": "stop" if i == len(words) - 1 else None}
+                    self._event({**head, "object": "chat.completion.chunk", "choices": [delta]})
+                self._event({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def _event(self, payload: dict[str, Any]) -> None:
+                self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+                self.wfile.flush()
+
+        return Handler
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed), so that a
+    client's connection is refused for real."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

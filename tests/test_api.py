@@ -109,6 +109,8 @@ async def rig(nats_server: EmbeddedServer) -> AsyncIterator[Rig]:
 async def test_rag_mode_answers_from_the_documents_under_the_use_case_span(rig: Rig) -> None:
     got = await rig.ask("What is the refund policy?", Mode.QUERY_MODE_RAG, user="u-42")
     assert "30 days" in got.answer and got.mode == Mode.QUERY_MODE_RAG
+    # RAG asks for the `chat` alias; the answer names the model that served it.
+    assert got.model == "local/extractive"
     assert {s.document_id for s in got.sources} == {"refund-policy"}
     assert got.tokens.total == got.tokens.prompt + got.tokens.completion > 0 and got.cost > 0
     assert got.duration.ToNanoseconds() > 0
@@ -146,6 +148,7 @@ async def test_auto_mode_is_rag(rig: Rig) -> None:
 async def test_agent_mode_answers_through_the_rag_tool_over_nats(rig: Rig) -> None:
     got = await rig.ask("What is the refund policy?", Mode.QUERY_MODE_AGENT)
     assert "30 days" in got.answer and got.mode == Mode.QUERY_MODE_AGENT
+    assert got.model == "local/extractive"
     assert [s.document_id for s in got.sources] == ["refund-policy"]
     assert got.tokens.total > 0 and got.cost > 0 and got.status == rag_pb2.ANSWER_STATUS_ANSWERED
     spans = rig.trace_of(got.query_id)
@@ -159,6 +162,7 @@ async def test_agent_mode_answers_through_the_rag_tool_over_nats(rig: Rig) -> No
 async def test_llm_mode_asks_the_gateway_without_documents(rig: Rig) -> None:
     got = await rig.ask("What is the refund policy?", Mode.QUERY_MODE_LLM)
     assert got.mode == Mode.QUERY_MODE_LLM and not got.sources and got.tokens.total > 0
+    assert got.model == "local/extractive"
     spans = rig.trace_of(got.query_id)
     assert under(spans, "gateway.generate", "use_case.document_qa")
     assert not any(s.name == "rag.query" for s in spans)

@@ -124,7 +124,7 @@ async def test_ask_prints_answer_sources_tokens_and_cost(deployment: str, docs: 
     got = json.loads(out.stdout)
     assert "30 days" in got["answer"]
     assert [s["document_id"] for s in got["sources"]] == ["docs/refund-policy.md"]
-    assert got["tokens"]["total"] > 0 and got["cost"] > 0
+    assert got["tokens"]["total"] > 0 and got["cost"] > 0 and got["model"] == "local/extractive"
     assert got["status"] == "answered" and got["grounded"] is True
 
     away = await aisdk(docs.parent, deployment, "ask", "What is the capital of Peru?", "--tenant", t, "--json")
@@ -136,7 +136,7 @@ async def test_ask_prints_answer_sources_tokens_and_cost(deployment: str, docs: 
     text = await aisdk(docs.parent, deployment, "ask", "What is the refund policy?", "--tenant", t, "--mode", "rag")
     assert text.returncode == 0, text.stderr
     labels = [line.split()[0] for line in text.stdout.splitlines() if line and not line.startswith(" ")]
-    assert labels == ["answer", "status", "sources", "tokens", "cost"]
+    assert labels == ["answer", "status", "sources", "tokens", "cost", "model"]
     assert "answered, grounded" in text.stdout
     assert "docs/refund-policy.md" in text.stdout
 

@@ -36,8 +36,9 @@ async def test_demo_json_cites_the_refund_policy_only_and_its_trace_is_whole(dat
     out = await demo(database, "--json")
     assert out.returncode == 0, out.stderr
     got: dict[str, Any] = json.loads(out.stdout)
-    assert set(got) == {"answer", "status", "grounded", "sources", "tokens", "cost", "spans"}
+    assert set(got) == {"answer", "status", "grounded", "sources", "tokens", "cost", "model", "spans"}
     assert got["status"] == "answered" and got["grounded"] is True
+    assert got["model"] == "local/extractive", "offline, the chat alias is the local model"
     assert "30 days" in got["answer"]
     assert got["sources"] and {s["document_id"] for s in got["sources"]} == {"refund-policy.md"}
     for source in got["sources"]:

@@ -136,13 +136,21 @@ async def test_fallback_to_the_next_deployment_when_the_first_fails(nats_url: st
     })
     async with Bus(nats_url, BusSettings(name="gateway-fallback")) as bus:
         await bus.serve(Gateway(config(models=chain)))
-        r = await gateway_bus.GatewayServiceClient(bus, tenant).requests(
-            gateway_pb2.LlmRequest(request_id="f1", model="chat", prompt=f"{DOC} {QUESTION}"))
-        assert (r.model, r.provider) == ("chat", "local")
+        client = gateway_bus.GatewayServiceClient(bus, tenant)
+        r = await client.requests(gateway_pb2.LlmRequest(request_id="f1", model="chat", prompt=f"{DOC} {QUESTION}"))
+        # The reply names what answered, and what was asked for.
+        assert (r.model, r.provider, r.requested_model, r.fallback) == ("local/extractive", "local", "chat", True)
         assert r.response.startswith("Refunds")
+        # The fallback's answer is cached as local/extractive's only: `chat`
+        # tries its provider again, a request for the local model hits it.
+        again = await client.requests(gateway_pb2.LlmRequest(request_id="f3", model="chat", prompt=f"{DOC} {QUESTION}"))
+        assert (again.cached, again.fallback) == (False, True)
+        local = await client.requests(
+            gateway_pb2.LlmRequest(request_id="f4", model="local/extractive", prompt=f"{DOC} {QUESTION}"))
+        assert (local.cached, local.model, local.requested_model, local.fallback) == \
+            (True, "local/extractive", "local/extractive", False)
         with pytest.raises(RemoteError) as e:
-            await gateway_bus.GatewayServiceClient(bus, tenant).requests(
-                gateway_pb2.LlmRequest(request_id="f2", model="no-such-model", prompt="hi"))
+            await client.requests(gateway_pb2.LlmRequest(request_id="f2", model="no-such-model", prompt="hi"))
         assert e.value.code == Code.CODE_NOT_FOUND
 
 

@@ -31,6 +31,7 @@ def to_json(answer: api_pb2.ApiAnswer) -> dict[str, Any]:
         "tokens": {"prompt": answer.tokens.prompt, "completion": answer.tokens.completion,
                    "total": answer.tokens.total},
         "cost": answer.cost,
+        "model": answer.model,
     }
 
 
@@ -55,4 +56,6 @@ def lines(answer: api_pb2.ApiAnswer, width: int = 8) -> list[str]:
     split = f" (prompt {t.prompt}, completion {t.completion})" if t.prompt or t.completion else ""
     out.append(f"{'tokens':<{width}} {t.total}{split}")
     out.append(f"{'cost':<{width}} ${answer.cost:.8f}")
+    if answer.model:
+        out.append(f"{'model':<{width}} {answer.model}")
     return out

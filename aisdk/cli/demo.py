@@ -6,8 +6,10 @@ the shipped documents are ingested (a refund policy among them); the question
 goes through api.queries; the answer, its sources, tokens, cost and the
 question's trace (collected in memory) are printed.
 
-Offline by default; with the gateway pointed at a provider (AISDK_GATEWAY_MODEL
-or AISDK_GATEWAY_MODELS, docs/components.md) the answer comes from it.
+Offline by default; with the deployment pointed at a provider
+(AISDK_GATEWAY_MODEL or AISDK_GATEWAY_MODELS, docs/components.md) the answer
+comes from it, as for every other command: the workers ask for the gateway's
+aliases, and the answer names the model that gave it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import sys
 import time
 import uuid
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,6 @@ from aisdk.cli import answers, ingesting
 from aisdk.cli.errors import CommandError
 
 if TYPE_CHECKING:
-    from aisdk.components.rag.settings import Settings as RagSettings
     from runtime.telemetry import Telemetry
     from runtime.telemetry.view import SpanRecord
 
@@ -38,12 +38,6 @@ TENANT = "demo"
 USER = "demo-user"
 QUESTION = "What is the refund policy?"
 DOCUMENTS = Path(__file__).resolve().parent / "demo_docs"
-# A hosted model follows instructions; the offline one would quote them.
-HOSTED_TEMPLATE_ID = "rag.answer.hosted"
-HOSTED_TEMPLATE = (
-    "Answer the question from the context only, in one or two sentences. If the context does not answer it, "
-    "say so.\n\nContext:\n{context}\n\nQuestion: {question}"
-)
 # The workers' spans of the question end just after its reply is sent.
 TRACE_WAIT_S = 5.0
 
@@ -53,24 +47,6 @@ LABEL = 12
 
 def show(label: str, text: str) -> None:
     print(f"{label:<{LABEL}} {text}")
-
-
-def rag_settings() -> RagSettings:
-    """The RAG worker answers with the gateway's first configured model (the
-    offline local/extractive without configuration), unless
-    AISDK_RAG_CHAT_MODEL says otherwise."""
-    from aisdk.components.gateway import models
-    from aisdk.components.rag.settings import Settings
-
-    settings = Settings.from_env()
-    if os.environ.get("AISDK_RAG_CHAT_MODEL"):
-        return settings
-    model = models.from_env().deployments[0].model_name
-    if model == settings.chat_model:
-        return settings
-    if os.environ.get("AISDK_RAG_TEMPLATE"):
-        return replace(settings, chat_model=model)
-    return replace(settings, chat_model=model, template=HOSTED_TEMPLATE, template_id=HOSTED_TEMPLATE_ID)
 
 
 def _warm() -> None:
@@ -143,12 +119,10 @@ async def run(url: str, as_json: bool) -> int:
             # per thread) and the RAG and LLMOps workers apply their migrations.
             warming = asyncio.create_task(asyncio.to_thread(_warm))
             database = await storage.database_url()
-            rag = RagWorker(settings=rag_settings(), database_url=database)
-            await asyncio.gather(bus.serve(rag), bus.serve(LlmOps(database_url=database)), bus.serve(Api()))
+            await asyncio.gather(bus.serve(RagWorker(database_url=database)), bus.serve(LlmOps(database_url=database)), bus.serve(Api()))
             await warming
             await asyncio.gather(bus.serve(Gateway()), bus.serve(PromptManager(database_url=database)))
             say("workers", f"api, rag, gateway, prompt, llmops serving in {time.perf_counter() - t0:.1f} s")
-            say("model", rag.settings.chat_model)
 
             t0 = time.perf_counter()
             items = ingesting.collect([DOCUMENTS], base=DOCUMENTS)

@@ -33,6 +33,8 @@ class AgentAnswer:
     # ANSWERED when a search of the documents answered; NOT_FOUND when none
     # did (or none was made): the answer is then not from the documents.
     status: rag_pb2.AnswerStatus = rag_pb2.ANSWER_STATUS_NOT_FOUND
+    # The provider model that gave the answer.
+    model: str = ""
 
 
 async def answer(
@@ -49,7 +51,7 @@ async def answer(
     tools = builtin_tools(s).definitions([RAG_TOOL])
     loop = AgentLoop(bus, tenant, agent_id, tools, model=model or s.chat_model, max_rounds=s.max_rounds, tel=tel)
     done = await loop.run(question, run_id=f"{agent_id}-{os.urandom(8).hex()}")
-    out = AgentAnswer(done.text, tokens=done.tokens, cost=done.cost, rounds=done.rounds)
+    out = AgentAnswer(done.text, tokens=done.tokens, cost=done.cost, rounds=done.rounds, model=done.model)
     for result in done.tool_results:
         if result.success and result.tool_name == RAG_TOOL:
             output = from_struct(result.output)

@@ -36,6 +36,8 @@ class LoopAnswer:
     cost: float = 0.0
     rounds: int = 0
     tool_results: list[agent_pb2.ToolExecutionResult] = field(default_factory=list)
+    # The provider model that gave the final answer (the gateway's reply.model).
+    model: str = ""
 
     @property
     def tokens(self) -> int:
@@ -103,7 +105,7 @@ class AgentLoop:
             out.completion_tokens += reply.tokens.completion
             out.cost += reply.cost
             if not reply.tool_calls:
-                out.text = reply.response
+                out.text, out.model = reply.response, reply.model
                 return out
             messages.append(gateway_pb2.ChatMessage(role=Role.ROLE_ASSISTANT, content=reply.response,
                                                     tool_calls=reply.tool_calls))

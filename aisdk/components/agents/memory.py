@@ -52,7 +52,8 @@ class MemoryStore:
         vector = np.asarray(result.embeddings[0].values, dtype=np.float32)
         if vector.shape != (DIMENSIONS,):
             raise HandlerError(Code.CODE_FAILED_PRECONDITION,
-                               f"{self._model} gives {vector.shape[0]} dimensions; memories hold {DIMENSIONS}")
+                               f"embedding model {result.model!r} (asked for as {self._model!r}) gives "
+                               f"{vector.shape[0]} dimensions; memories hold {DIMENSIONS}")
         return vector
 
     async def store(self, item: agent_pb2.MemoryItem, ctx: Context) -> bool:

@@ -6,13 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from aisdk.components.gateway.models import CHAT, EMBEDDING
+
 DEFAULT_RAG_TOOL_DESCRIPTION = "Search the documents of the knowledge base and answer the question from them."
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    embedding_model: str = "local/wordllama"
-    chat_model: str = "local/extractive"
+    # The gateway's aliases: the deployment's model settings move them.
+    embedding_model: str = EMBEDDING
+    chat_model: str = CHAT
     # Model calls of one agent loop before it must answer without tools.
     max_rounds: int = 4
     # Status events are re-broadcast this often, so a late listener learns

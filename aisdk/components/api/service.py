@@ -13,6 +13,7 @@ from ai.api.v1 import api_bus, api_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from ai.rag.v1 import rag_bus, rag_pb2
 from aisdk.components.api import routing
+from aisdk.components.gateway.models import CHAT
 from opentelemetry.util.types import AttributeValue
 
 from runtime.contract import CallOptions, Context
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
     from runtime.bus import Bus
 
 Mode = api_pb2.QueryMode
-# What answers QUERY_MODE_LLM, a question put to the model without documents.
+# What answers QUERY_MODE_LLM, a question put to the model without documents:
+# the gateway's `chat` alias, so that the deployment's model setting moves it.
 CHAT_MODEL_ENV = "AISDK_API_CHAT_MODEL"
-DEFAULT_CHAT_MODEL = "local/extractive"
+DEFAULT_CHAT_MODEL = CHAT
 USER_ID = "user.id"
 
 
@@ -102,7 +104,7 @@ class Api(api_bus.ApiServiceHandler):
         with _downstream("rag.queries", "rag"):
             got = await rag_bus.RagServiceClient(self.bus, ctx.tenant_id).queries(query, **_options(ctx))
         return api_pb2.ApiAnswer(answer=got.answer, sources=got.sources, tokens=got.tokens, cost=got.cost,
-                                 status=got.status, grounded=got.grounded)
+                                 status=got.status, grounded=got.grounded, model=got.model)
 
     async def _agent(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
         # Imported here: the RAG and LLM modes never load the agent framework.
@@ -112,10 +114,11 @@ class Api(api_bus.ApiServiceHandler):
             got = await answer(self.bus, ctx.tenant_id, request.query, settings=self._agent_settings, tel=self._tel)
         # The agent adds up its model calls and RAG queries as one total.
         return api_pb2.ApiAnswer(answer=got.answer, sources=got.sources,
-                                 tokens=gateway_pb2.TokenUsage(total=got.tokens), cost=got.cost, status=got.status)
+                                 tokens=gateway_pb2.TokenUsage(total=got.tokens), cost=got.cost, status=got.status,
+                                 model=got.model)
 
     async def _llm(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
         llm = gateway_pb2.LlmRequest(request_id=request.query_id, prompt=request.query, model=self.chat_model)
         with _downstream("gateway.requests", "gateway"):
             got = await gateway_bus.GatewayServiceClient(self.bus, ctx.tenant_id).requests(llm, **_options(ctx))
-        return api_pb2.ApiAnswer(answer=got.response, tokens=got.tokens, cost=got.cost)
+        return api_pb2.ApiAnswer(answer=got.response, tokens=got.tokens, cost=got.cost, model=got.model)

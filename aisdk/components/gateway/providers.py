@@ -66,6 +66,7 @@ class Completion:
     finish_reason: str
     usage: Usage
     cost: float
+    # The provider model of the deployment that answered, not the name asked for.
     model: str
     provider: str
     deployment: str
@@ -112,6 +113,19 @@ def _usage(response: Any) -> Usage:
     return Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
 
 
+def reason(error: BaseException) -> str:
+    """Why a call failed, for the caller: the error's first line (litellm
+    appends routing advice on the next ones) and, when it wraps another, the
+    root cause, which is what names the provider's trouble (a refused
+    connection, a TLS failure) where litellm says only "Connection error"."""
+    text = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+    root, seen = error, {id(error)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        root = nxt
+        seen.add(id(root))
+    return text if root is error else f"{text} (cause: {type(root).__name__}: {str(root)[:200]})"
+
+
 def _timeout(time_left: float | None) -> float | None:
     if time_left is not None and time_left < MIN_TIMEOUT_S:
         raise HandlerError(Code.CODE_DEADLINE_EXCEEDED, "the request's deadline leaves no time for a provider call")
@@ -139,6 +153,11 @@ class Providers:
             )
         return chain
 
+    def primary(self, model: str) -> Deployment:
+        """The deployment that serves model when nothing fails (NOT_FOUND for
+        an unknown model): its answers are the ones cached under model."""
+        return self.chain(model)[0]
+
     async def _through_chain(self, model: str, call: Callable[[Deployment], Any]) -> Any:
         errors: list[str] = []
         for deployment in self.chain(model):
@@ -152,7 +171,7 @@ class Providers:
                 raise
             except Exception as e:  # noqa: BLE001 - a failed deployment falls back to the next
                 self.outcome.failure(deployment.id)
-                errors.append(f"{deployment.id}: {type(e).__name__}: {str(e)[:200]}")
+                errors.append(f"{deployment.id} ({deployment.model}): {reason(e)}")
                 continue
             self.outcome.success(deployment.id, time.perf_counter() - t0)
             return result
@@ -168,7 +187,7 @@ class Providers:
             choice = r.choices[0]
             return Completion(
                 text=choice.message.content or "", finish_reason=choice.finish_reason or "stop", usage=_usage(r),
-                cost=_cost(r, d.provider, "acompletion"), model=d.model_name, provider=d.provider, deployment=d.id,
+                cost=_cost(r, d.provider, "acompletion"), model=d.model, provider=d.provider, deployment=d.id,
                 tool_calls=list(getattr(choice.message, "tool_calls", None) or []),
             )
 
@@ -199,7 +218,7 @@ class Providers:
             text=(choice.message.content or "") if choice else "",
             finish_reason=(choice.finish_reason or "stop") if choice else "stop",
             usage=_usage(full), cost=_cost(full, d.provider, "acompletion") if full is not None else 0.0,
-            model=d.model_name, provider=d.provider, deployment=d.id,
+            model=d.model, provider=d.provider, deployment=d.id,
         )
 
     async def embed(self, model: str, texts: list[str], time_left: float | None) -> Embeddings:
@@ -210,7 +229,7 @@ class Providers:
             rows = sorted(r.data, key=lambda item: item["index"])
             return Embeddings(
                 vectors=[list(row["embedding"]) for row in rows], usage=_usage(r),
-                cost=_cost(r, d.provider, "aembedding"), model=d.model_name, provider=d.provider, deployment=d.id,
+                cost=_cost(r, d.provider, "aembedding"), model=d.model, provider=d.provider, deployment=d.id,
             )
 
         result: Embeddings = await self._through_chain(model, call)

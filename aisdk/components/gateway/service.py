@@ -199,7 +199,11 @@ class Gateway(gateway_bus.GatewayServiceHandler):
 
     async def _generate(self, request: gateway_pb2.LlmRequest, ctx: Context, span: Span,
                         op: Operation) -> gateway_pb2.LlmResponse:
-        tenant, model = ctx.tenant_id, request.model
+        tenant, requested = ctx.tenant_id, request.model
+        # Known before the cache is asked: an unknown name is NOT_FOUND even
+        # when some other name's answer sits under the same provider model.
+        primary = self.providers.primary(requested)
+        model = primary.model
         messages, params = convert.messages(request), convert.parameters(request)
         key = response_cache.cache_key(tenant, model, messages, params)
         t0 = time.perf_counter()
@@ -207,6 +211,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         if hit is not None:
             reply = gateway_pb2.LlmResponse.FromString(hit)
             reply.request_id, reply.cached, reply.cost = request.request_id, True, 0.0
+            # An entry under this key is the primary deployment's answer, for
+            # whoever asked: no fallback served this request.
+            reply.requested_model, reply.fallback = requested, False
             reply.duration.CopyFrom(convert.duration(time.perf_counter() - t0))
             op.status = OpStatus.OPERATION_STATUS_CACHED
             op.prompt_tokens, op.completion_tokens = reply.tokens.prompt, reply.tokens.completion
@@ -214,7 +221,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         estimate = self._estimate(model, messages, params)
         await self._admit(tenant, model, estimate, span, op)
         with self._span("gateway.provider.call", span) as call:
-            c = await self.providers.complete(model, messages, params, ctx.time_left())
+            c = await self.providers.complete(requested, messages, params, ctx.time_left())
             self._provider_done(call, c, tenant)
         await self._settle(tenant, model, estimate, c.usage.total)
         op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
@@ -224,12 +231,21 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             self._check(c.text, convert.wants_json(request), span)
         reply = gateway_pb2.LlmResponse(
             request_id=request.request_id, response=c.text, tokens=convert.tokens(c.usage.prompt, c.usage.completion),
-            cost=c.cost, model=model, finish_reason=convert.finish_reason(c.finish_reason), cached=False,
+            cost=c.cost, model=c.model, finish_reason=convert.finish_reason(c.finish_reason), cached=False,
             duration=convert.duration(time.perf_counter() - t0), provider=c.provider, tool_calls=calls,
+            requested_model=requested, fallback=c.deployment != primary.id,
         )
-        if self._cache is not None:
-            await self._cache.put(tenant, key, reply.SerializeToString(), model)
+        await self._remember(tenant, c.model, messages, params, reply)
         return reply
+
+    async def _remember(self, tenant: str, served_by: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                        reply: gateway_pb2.LlmResponse) -> None:
+        """Cache an answer under the key of the model that gave it. A
+        fallback's answer is then never served as the requested model's: the
+        next request for that model tries its own deployment again."""
+        if self._cache is not None:
+            key = response_cache.cache_key(tenant, served_by, messages, params)
+            await self._cache.put(tenant, key, reply.SerializeToString(), served_by)
 
     @staticmethod
     def _estimate(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> int:
@@ -251,11 +267,13 @@ class Gateway(gateway_bus.GatewayServiceHandler):
 
     async def _stream(self, request: gateway_pb2.LlmRequest, ctx: Context, span: Span,
                       op: Operation) -> AsyncIterator[gateway_pb2.LlmChunk]:
-        tenant, model, rid = ctx.tenant_id, request.model, request.request_id
+        tenant, requested, rid = ctx.tenant_id, request.model, request.request_id
         if request.tools:
             # A chunk has no place for tool calls; function calling is a request.
             raise HandlerError(Code.CODE_INVALID_ARGUMENT, "tools are not supported on gateway.stream: "
                                "send the request on gateway.requests")
+        primary = self.providers.primary(requested)
+        model = primary.model
         messages, params = convert.messages(request), convert.parameters(request)
         key = response_cache.cache_key(tenant, model, messages, params)
         t0 = time.perf_counter()
@@ -269,8 +287,8 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             op.prompt_tokens, op.completion_tokens = cached.tokens.prompt, cached.tokens.completion
             yield gateway_pb2.LlmChunk(
                 request_id=rid, index=len(words), tokens=cached.tokens, finish_reason=cached.finish_reason,
-                cost=0.0, model=model, provider=cached.provider, cached=True,
-                duration=convert.duration(time.perf_counter() - t0),
+                cost=0.0, model=cached.model, provider=cached.provider, cached=True,
+                duration=convert.duration(time.perf_counter() - t0), requested_model=requested, fallback=False,
             )
             return
         estimate = self._estimate(model, messages, params)
@@ -278,7 +296,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         index = 0
         received: list[Any] = []
         with self._span("gateway.provider.call", span) as call:
-            deployment, chunks = await self.providers.stream(model, messages, params, ctx.time_left())
+            deployment, chunks = await self.providers.stream(requested, messages, params, ctx.time_left())
             async for piece in chunks:
                 received.append(piece)
                 delta = piece.choices[0].delta.content if piece.choices else None
@@ -293,16 +311,15 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         usage = convert.tokens(c.usage.prompt, c.usage.completion)
         elapsed = convert.duration(time.perf_counter() - t0)
         finish = convert.finish_reason(c.finish_reason)
+        fallback = deployment.id != primary.id
         yield gateway_pb2.LlmChunk(
-            request_id=rid, index=index, tokens=usage, finish_reason=finish, cost=c.cost, model=model,
-            provider=c.provider, cached=False, duration=elapsed,
+            request_id=rid, index=index, tokens=usage, finish_reason=finish, cost=c.cost, model=c.model,
+            provider=c.provider, cached=False, duration=elapsed, requested_model=requested, fallback=fallback,
         )
-        if self._cache is not None:
-            whole = gateway_pb2.LlmResponse(
-                request_id=rid, response=c.text, tokens=usage, cost=c.cost, model=model, finish_reason=finish,
-                duration=elapsed, provider=c.provider,
-            )
-            await self._cache.put(tenant, key, whole.SerializeToString(), model)
+        await self._remember(tenant, c.model, messages, params, gateway_pb2.LlmResponse(
+            request_id=rid, response=c.text, tokens=usage, cost=c.cost, model=c.model, finish_reason=finish,
+            duration=elapsed, provider=c.provider, requested_model=requested, fallback=fallback,
+        ))
 
     # -- gateway.embeddings -------------------------------------------------
 
@@ -319,7 +336,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
 
     async def _embed(self, request: gateway_pb2.EmbeddingRequest, ctx: Context, span: Span,
                      op: Operation) -> gateway_pb2.EmbeddingResult:
-        tenant, model = ctx.tenant_id, request.model
+        tenant, requested = ctx.tenant_id, request.model
+        primary = self.providers.primary(requested)
+        model = primary.model
         t0 = time.perf_counter()
         texts = list(request.texts)
         keys = [response_cache.embedding_key(tenant, model, t) for t in texts]
@@ -329,24 +348,33 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             if hit is not None:
                 found[i] = gateway_pb2.Embedding.FromString(hit)
         missing = [i for i in range(len(texts)) if i not in found]
+        # Vectors the cache holds under this key are the primary deployment's.
         result = gateway_pb2.EmbeddingResult(
-            request_id=request.request_id, model=model, text_ids=request.text_ids, cached=len(found))
+            request_id=request.request_id, model=model, text_ids=request.text_ids, cached=len(found),
+            requested_model=requested, provider=primary.provider)
         if missing:
             todo = [texts[i] for i in missing]
             tokens = sum(int(litellm().token_counter(model=model, text=t)) for t in todo)
             await self._admit(tenant, model, tokens, span, op)
             with self._span("gateway.provider.call", span) as call:
-                e = await self.providers.embed(model, todo, ctx.time_left())
+                e = await self.providers.embed(requested, todo, ctx.time_left())
                 self._provider_done(call, e, tenant)
             if len(e.vectors) != len(todo):
                 raise HandlerError(Code.CODE_UNAVAILABLE,
                                    f"{e.deployment} returned {len(e.vectors)} embeddings for {len(todo)} texts")
+            if e.model != model and found:
+                # Vectors of two models do not compare: never mix them in one result.
+                raise HandlerError(Code.CODE_UNAVAILABLE, f"{model} failed and {e.model} answered instead, but "
+                                   f"{len(found)} of the texts are cached as {model}'s vectors; retry when "
+                                   f"{model} is back", retryable=True)
             for i, vector in zip(missing, e.vectors):
                 found[i] = gateway_pb2.Embedding(values=vector)
                 if self._cache is not None:
-                    await self._cache.put(tenant, keys[i], found[i].SerializeToString(), model)
+                    key = keys[i] if e.model == model else response_cache.embedding_key(tenant, e.model, texts[i])
+                    await self._cache.put(tenant, key, found[i].SerializeToString(), e.model)
             result.tokens.CopyFrom(convert.tokens(e.usage.prompt, 0))
-            result.cost, result.provider = e.cost, e.provider
+            result.cost, result.provider, result.model, result.fallback = (
+                e.cost, e.provider, e.model, e.deployment != primary.id)
             op.prompt_tokens, op.cost = e.usage.prompt, e.cost
         else:
             op.status = OpStatus.OPERATION_STATUS_CACHED
@@ -361,6 +389,12 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         and the shared bucket is purged (a second purge finds nothing)."""
         if self._cache is None:
             return
+        if request.model:
+            # Entries are kept under the provider model that answered: `chat`
+            # means the entries of the model that serves it.
+            request = gateway_pb2.CacheInvalidation(
+                cache_keys=request.cache_keys, model=self.providers.models.resolve(request.model),
+                all=request.all, reason=request.reason)
         dropped = await self._cache.apply(ctx.tenant_id, request)
         log.info("cache invalidation for %s dropped %d entries (%s)", ctx.tenant_id, dropped,
                  request.reason or "no reason given")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ai.envelope.v1 import envelope_pb2
 from ai.prompt.v1 import prompt_bus, prompt_pb2
+from aisdk.components.gateway import models
 from aisdk.components.prompt import store, tokens
 from aisdk.components.prompt.rendering import MissingVariables, OverBudget, render
 from aisdk.components.storage import Database, Pool
@@ -43,7 +44,10 @@ def _published_us(ctx: Context) -> int:
 class PromptManager(prompt_bus.PromptServiceHandler):
     def __init__(self, database_url: str | None = None, default_model: str | None = None) -> None:
         self._db = Database(COMPONENT, database_url)
-        self.default_model = default_model or tokens.default_model()
+        # The gateway's model list, so that a request naming an alias (`chat`)
+        # is counted with the model that serves it.
+        self._models = models.from_env()
+        self.default_model = default_model or self._models.resolve(models.CHAT)
         self._tel = Telemetry.disabled()
 
     async def start(self, bus: Bus) -> None:
@@ -74,7 +78,7 @@ class PromptManager(prompt_bus.PromptServiceHandler):
 
     async def context(self, request: prompt_pb2.ContextRequest, ctx: Context) -> prompt_pb2.ContextResult:
         tenant = ctx.tenant_id
-        model = request.model or self.default_model
+        model = self._models.resolve(request.model) if request.model else self.default_model
         with self._tel.span(SPAN.PROMPT_CONTEXT_BUILD, {ATTR.TENANT_ID: tenant, TEMPLATE_ID: request.template_id,
                                                        MODEL: model}) as span:
             template = await self._template(tenant, request.template_id, request.template_version)

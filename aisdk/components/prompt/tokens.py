@@ -11,11 +11,11 @@ from aisdk.components.gateway.providers import litellm
 
 
 def default_model(env: Mapping[str, str] = os.environ) -> str:
-    """The gateway's default model: the first deployment of its model list
-    (AISDK_GATEWAY_MODELS or AISDK_GATEWAY_MODEL), else its offline chat
-    model. The provider's model name, which picks the tokenizer."""
-    first = models.from_env(env).deployments[0]
-    return str(first.params.get("model", first.model_name))
+    """The provider model behind the gateway's `chat` alias, which the
+    components answer with, read from the deployment's own settings
+    (AISDK_GATEWAY_MODELS, AISDK_GATEWAY_MODEL): its name picks the
+    tokenizer, where an alias means nothing to litellm's token counter."""
+    return models.from_env(env).resolve(models.CHAT)
 
 
 def count(model: str, text: str) -> int:

@@ -18,8 +18,9 @@ import numpy as np
 from ai.envelope.v1 import envelope_pb2
 from ai.rag.v1 import rag_bus, rag_pb2
 
+from aisdk.components.gateway import models
 from aisdk.components.rag import chunking, parsing, tokens
-from aisdk.components.rag.embedding import embed
+from aisdk.components.rag.embedding import WrongDimensions, embed
 from aisdk.components.rag.settings import Settings
 from aisdk.components.rag.store import DIMENSIONS, ChunkRow, ChunkStore, DocumentRow, StoreError
 from runtime.contract import Context, Transport
@@ -52,11 +53,13 @@ class Parsed:
 INDEXING_VERSION = 2
 
 
-def fingerprint(doc: rag_pb2.RagDocument, content_type: str, settings: Settings) -> str:
-    """Same hash, same index: the content and everything that shapes its chunks."""
+def fingerprint(doc: rag_pb2.RagDocument, content_type: str, settings: Settings, embedder: str) -> str:
+    """Same hash, same index: the content and everything that shapes its
+    chunks, with the model that embeds them (what the `embedding` alias
+    resolves to), so that a document is embedded again once it changes."""
     h = hashlib.sha256()
     shape = {"type": content_type, "uri": doc.source_uri, "meta": dict(sorted(doc.metadata.items())),
-             "model": settings.embedding_model, "sizes": [settings.chunk_tokens, settings.overlap_tokens],
+             "model": embedder, "sizes": [settings.chunk_tokens, settings.overlap_tokens],
              "lang": settings.text_language, "indexing": INDEXING_VERSION}
     h.update(json.dumps(shape, sort_keys=True).encode())
     h.update(doc.content.encode())
@@ -110,6 +113,9 @@ class Ingestor:
         self._tel = tel
         self._settings = settings
         self._max_deliver = max_deliver
+        # The provider model behind the embedding alias, from the deployment's
+        # model settings (the gateway reads the same ones).
+        self._embedder = models.from_env().resolve(settings.embedding_model)
 
     async def __call__(self, doc: rag_pb2.RagDocument, ctx: Context) -> None:
         tenant = ctx.tenant_id
@@ -128,6 +134,9 @@ class Ingestor:
             except Poison as e:
                 await report(State.INGEST_STATE_FAILED, error=str(e)[:4096])
                 raise HandlerError(Code.CODE_INVALID_ARGUMENT, f"document {doc.document_id}: {e}") from e
+            except WrongDimensions as e:
+                await report(State.INGEST_STATE_FAILED, error=e.message[:4096])
+                raise HandlerError(e.code, f"document {doc.document_id}: {e.message}") from e
             except RemoteError as e:
                 if e.code in _PERMANENT:
                     await report(State.INGEST_STATE_FAILED, error=str(e)[:4096])
@@ -153,7 +162,7 @@ class Ingestor:
         with self._tel.span(SPAN.RAG_DOCUMENT_PROCESS, {ATTR.TENANT_ID: tenant}) as span:
             parsed = parse(doc, settings)
             span.set_attribute("chunks.count", len(parsed.chunks))
-        digest = fingerprint(doc, parsed.content_type, settings)
+        digest = fingerprint(doc, parsed.content_type, settings, self._embedder)
         if await self._store.indexed_hash(tenant, doc.document_id) == digest:
             await report(State.INGEST_STATE_INDEXED, chunks=len(parsed.chunks), chunks_embedded=len(parsed.chunks),
                          unchanged=True, content_hash=digest)
@@ -170,7 +179,7 @@ class Ingestor:
         vectors = dict(parsed.supplied)
         vectors.update({c.ordinal: v for c, v in zip(missing, embedded.vectors)})
         row = DocumentRow(doc.document_id, digest, parsed.content_type, doc.source_uri, dict(doc.metadata),
-                          settings.embedding_model)
+                          self._embedder)
         rows = [ChunkRow(c.ordinal, chunk_id(doc.document_id, c.ordinal), c.heading, c.text, c.token_count,
                          vectors[c.ordinal]) for c in parsed.chunks]
         try:

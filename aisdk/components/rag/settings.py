@@ -1,11 +1,13 @@
-"""The RAG worker's configuration: defaults for the offline local provider,
-each overridable by an AISDK_RAG_* environment variable."""
+"""The RAG worker's configuration: the gateway's aliases for its models (so
+the deployment's model setting moves them), each default overridable by an
+AISDK_RAG_* environment variable."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
 
+from aisdk.components.gateway import models
 from aisdk.components.rag.chunking import ChunkSizes
 
 # The system turn of an answer; the question travels as the user turn, so no
@@ -21,8 +23,8 @@ ANSWER_TEMPLATE = (
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    embedding_model: str = "local/wordllama"
-    chat_model: str = "local/extractive"
+    embedding_model: str = models.EMBEDDING
+    chat_model: str = models.CHAT
     chunk_tokens: int = 256
     overlap_tokens: int = 40
     # Texts per gateway.embeddings request.

@@ -17,8 +17,9 @@ class Settings:
     review_below: float = 0.5
     # Passages retrieved for the draft.
     top_k: int = 3
-    # The model that drafts the reply; the offline one by default.
-    answer_model: str = "local/extractive"
+    # The model that drafts the reply: the gateway's `chat` alias, so that it
+    # moves with the deployment's model setting (offline by default).
+    answer_model: str = "chat"
     # {context}, {category} and {ticket} are filled in. No instructions: the
     # offline model answers with the prompt's own sentences and would quote
     # them. With a hosted model, set TRIAGE_TEMPLATE to one that has some.

@@ -66,6 +66,10 @@ def validate_api_answer(m: api_pb2.ApiAnswer, prefix: str = '') -> list[Violatio
         out.append(Violation(prefix + "mode", "defined_only", f"{m.mode} is not a defined value"))
     if m.status not in _ENUM1:
         out.append(Violation(prefix + "status", "defined_only", f"{m.status} is not a defined value"))
+    v = m.model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 

@@ -39,7 +39,7 @@ class ApiQuery(_message.Message):
     def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., user_id: _Optional[str] = ..., mode: _Optional[_Union[QueryMode, str]] = ...) -> None: ...
 
 class ApiAnswer(_message.Message):
-    __slots__ = ("query_id", "answer", "sources", "tokens", "cost", "mode", "duration", "status", "grounded")
+    __slots__ = ("query_id", "answer", "sources", "tokens", "cost", "mode", "duration", "status", "grounded", "model")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class ApiAnswer(_message.Message):
     DURATION_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     GROUNDED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     answer: str
     sources: _containers.RepeatedCompositeFieldContainer[_rag_pb2.Source]
@@ -58,4 +59,5 @@ class ApiAnswer(_message.Message):
     duration: _duration_pb2.Duration
     status: _rag_pb2.AnswerStatus
     grounded: bool
-    def __init__(self, query_id: _Optional[str] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_rag_pb2.Source, _Mapping]]] = ..., tokens: _Optional[_Union[_gateway_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., mode: _Optional[_Union[QueryMode, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[_rag_pb2.AnswerStatus, str]] = ..., grounded: _Optional[bool] = ...) -> None: ...
+    model: str
+    def __init__(self, query_id: _Optional[str] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_rag_pb2.Source, _Mapping]]] = ..., tokens: _Optional[_Union[_gateway_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., mode: _Optional[_Union[QueryMode, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[_rag_pb2.AnswerStatus, str]] = ..., grounded: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...

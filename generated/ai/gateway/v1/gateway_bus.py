@@ -25,7 +25,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.2"
+SCHEMA_VERSION: Final = "1.3"
 
 _ENUM0: Final = frozenset({0, 1, 2})
 _ENUM1: Final = frozenset({0, 1, 2, 3, 4})
@@ -171,6 +171,10 @@ def validate_llm_response(m: gateway_pb2.LlmResponse, prefix: str = '') -> list[
         out.append(Violation(prefix + "tool_calls", "max_items", f"has {len(m.tool_calls)} items, more than 128"))
     for i, item in enumerate(m.tool_calls):
         out.extend(validate_tool_call(item, f"{prefix}tool_calls[{i}]."))
+    v = m.requested_model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "requested_model", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -194,6 +198,10 @@ def validate_llm_chunk(m: gateway_pb2.LlmChunk, prefix: str = '') -> list[Violat
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.requested_model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "requested_model", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -237,6 +245,10 @@ def validate_embedding_result(m: gateway_pb2.EmbeddingResult, prefix: str = '') 
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.requested_model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "requested_model", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 

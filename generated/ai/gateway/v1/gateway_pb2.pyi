@@ -144,7 +144,7 @@ class TokenUsage(_message.Message):
     def __init__(self, prompt: _Optional[int] = ..., completion: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class LlmResponse(_message.Message):
-    __slots__ = ("request_id", "response", "tokens", "cost", "model", "finish_reason", "cached", "duration", "provider", "tool_calls")
+    __slots__ = ("request_id", "response", "tokens", "cost", "model", "finish_reason", "cached", "duration", "provider", "tool_calls", "requested_model", "fallback")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,8 @@ class LlmResponse(_message.Message):
     DURATION_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     response: str
     tokens: TokenUsage
@@ -165,10 +167,12 @@ class LlmResponse(_message.Message):
     duration: _duration_pb2.Duration
     provider: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
-    def __init__(self, request_id: _Optional[str] = ..., response: _Optional[str] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., cached: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., provider: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
+    requested_model: str
+    fallback: bool
+    def __init__(self, request_id: _Optional[str] = ..., response: _Optional[str] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., cached: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., provider: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., requested_model: _Optional[str] = ..., fallback: _Optional[bool] = ...) -> None: ...
 
 class LlmChunk(_message.Message):
-    __slots__ = ("request_id", "index", "delta", "tokens", "finish_reason", "cost", "model", "provider", "cached", "duration")
+    __slots__ = ("request_id", "index", "delta", "tokens", "finish_reason", "cost", "model", "provider", "cached", "duration", "requested_model", "fallback")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +183,8 @@ class LlmChunk(_message.Message):
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     index: int
     delta: str
@@ -189,7 +195,9 @@ class LlmChunk(_message.Message):
     provider: str
     cached: bool
     duration: _duration_pb2.Duration
-    def __init__(self, request_id: _Optional[str] = ..., index: _Optional[int] = ..., delta: _Optional[str] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., cached: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    requested_model: str
+    fallback: bool
+    def __init__(self, request_id: _Optional[str] = ..., index: _Optional[int] = ..., delta: _Optional[str] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., cached: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., requested_model: _Optional[str] = ..., fallback: _Optional[bool] = ...) -> None: ...
 
 class EmbeddingRequest(_message.Message):
     __slots__ = ("request_id", "model", "texts", "text_ids")
@@ -210,7 +218,7 @@ class Embedding(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EmbeddingResult(_message.Message):
-    __slots__ = ("request_id", "model", "embeddings", "text_ids", "tokens", "cost", "provider", "duration", "cached")
+    __slots__ = ("request_id", "model", "embeddings", "text_ids", "tokens", "cost", "provider", "duration", "cached", "requested_model", "fallback")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +228,8 @@ class EmbeddingResult(_message.Message):
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
@@ -229,7 +239,9 @@ class EmbeddingResult(_message.Message):
     provider: str
     duration: _duration_pb2.Duration
     cached: int
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., text_ids: _Optional[_Iterable[str]] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., provider: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cached: _Optional[int] = ...) -> None: ...
+    requested_model: str
+    fallback: bool
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., text_ids: _Optional[_Iterable[str]] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., provider: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cached: _Optional[int] = ..., requested_model: _Optional[str] = ..., fallback: _Optional[bool] = ...) -> None: ...
 
 class RateLimitEvent(_message.Message):
     __slots__ = ("model", "scope", "limit", "current", "rejected", "window", "retry_after")

@@ -70,6 +70,12 @@ class ApiAnswer(betterproto.Message):
     grounded: bool = betterproto.bool_field(9)
     """Every answer sentence is supported by a cited source (rag mode)."""
 
+    model: str = betterproto.string_field(10)
+    """
+    The model that answered: the provider model of the gateway deployment
+     that served the call (e.g. "openai/gpt-4o-mini"), not the alias asked for.
+    """
+
 
 class ApiServiceStub(betterproto.ServiceStub):
     async def queries(

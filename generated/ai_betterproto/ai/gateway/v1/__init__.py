@@ -162,6 +162,19 @@ class LlmResponse(betterproto.Message):
     tool_calls: List["ToolCall"] = betterproto.message_field(10)
     """The functions the model chose to call (finish_reason TOOL_CALLS)."""
 
+    requested_model: str = betterproto.string_field(11)
+    """
+    model and provider name the deployment that answered (e.g.
+     "openai/gpt-4o-mini", "local/extractive"); this is the model or alias the
+     request asked for (e.g. "chat").
+    """
+
+    fallback: bool = betterproto.bool_field(12)
+    """
+    True when a deployment other than the requested model's first one
+     answered (a fallback of the model list).
+    """
+
 
 @dataclass(eq=False, repr=False)
 class LlmChunk(betterproto.Message):
@@ -185,6 +198,10 @@ class LlmChunk(betterproto.Message):
     provider: str = betterproto.string_field(8)
     cached: bool = betterproto.bool_field(9)
     duration: timedelta = betterproto.message_field(10)
+    requested_model: str = betterproto.string_field(11)
+    """Set on the last chunk only, as on LlmResponse."""
+
+    fallback: bool = betterproto.bool_field(12)
 
 
 @dataclass(eq=False, repr=False)
@@ -217,6 +234,14 @@ class EmbeddingResult(betterproto.Message):
     duration: timedelta = betterproto.message_field(8)
     cached: int = betterproto.uint32_field(9)
     """How many of the texts the cache answered."""
+
+    requested_model: str = betterproto.string_field(10)
+    """
+    model names the deployment that embedded, this the model or alias
+     requested (e.g. "embedding"), as on LlmResponse.
+    """
+
+    fallback: bool = betterproto.bool_field(11)
 
 
 @dataclass(eq=False, repr=False)
