@@ -199,8 +199,9 @@ async def test_one_setting_moves_every_component_to_the_provider(
     assert answers["rag"]["grounded"] is True
 
     chats = [r for r in deployment_provider.received if r.path == "/v1/chat/completions"]
-    # rag: one answer; llm: one; agent: the tool call, the RAG answer, the final answer.
-    assert len(chats) == 5 and all(r.body["model"] == "test-model" for r in chats)
+    # rag: one answer; llm: one; agent: the tool call and the final answer (its
+    # search's RAG answer is the rag mode's, from the gateway's cache).
+    assert len(chats) == 4 and all(r.body["model"] == "test-model" for r in chats)
     rag_call = chats[0].body["messages"]
     assert rag_call[0]["role"] == "system" and "<documents>" in rag_call[0]["content"]
     assert rag_call[-1] == {"role": "user", "content": QUESTION}, "the question is the user turn"
