@@ -157,6 +157,13 @@ async def test_agent_mode_answers_through_the_rag_tool_over_nats(rig: Rig) -> No
     # The tool ran in the agents service, and its RAG query in the RAG worker.
     assert under(spans, "rag.query", "use_case.document_qa")
     assert any(s.name.startswith("request ai.agent.tools") for s in spans)
+    # The GenAI conventions: the model calls and the tool execution.
+    llm_calls = [dict(s.attributes or {}) for s in spans if s.name == "agent.llm.call"]
+    assert llm_calls and all(a["gen_ai.operation.name"] == "chat" and a["gen_ai.agent.id"] == "assistant"
+                             and a["gen_ai.response.model"] == "local/extractive" for a in llm_calls)
+    [tool] = [dict(s.attributes or {}) for s in spans if s.name == "agent.tool.execute"]
+    assert tool["gen_ai.operation.name"] == "execute_tool" and tool["gen_ai.tool.name"] == "search_documents"
+    assert tool["gen_ai.tool.call.id"]
 
 
 async def test_llm_mode_asks_the_gateway_without_documents(rig: Rig) -> None:

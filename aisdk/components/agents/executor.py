@@ -15,6 +15,8 @@ from google.protobuf import duration_pb2
 from opentelemetry.util.types import AttributeValue
 
 from aisdk.components.agents.registry import ToolContext, ToolRegistry, from_struct, to_struct
+from aisdk.components.gateway import genai
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GA
 from aisdk.components.agents.sql import Pool
 from runtime.contract import Context, Transport
 from runtime.telemetry import Telemetry
@@ -66,7 +68,11 @@ class ToolRunner:
         tool = self.registry.get(request.tool_name)
         assert tool is not None
         attrs: dict[str, AttributeValue] = {ATTR.TENANT_ID: ctx.tenant_id, "agent.id": request.agent_id,
-                                            "tool.name": request.tool_name, "tool.call_id": request.call_id}
+                                            "tool.name": request.tool_name, "tool.call_id": request.call_id,
+                                            GA.GEN_AI_OPERATION_NAME: genai.EXECUTE_TOOL,
+                                            GA.GEN_AI_TOOL_NAME: request.tool_name,
+                                            GA.GEN_AI_TOOL_CALL_ID: request.call_id,
+                                            GA.GEN_AI_AGENT_ID: request.agent_id}
         result = agent_pb2.ToolExecutionResult(call_id=request.call_id, tool_name=request.tool_name)
         t0 = time.perf_counter()
         self.runs += 1

@@ -17,6 +17,8 @@ from google.protobuf import struct_pb2
 from opentelemetry.util.types import AttributeValue
 
 from aisdk.components.agents.registry import from_struct
+from aisdk.components.gateway import genai
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GA
 from runtime.contract import Transport
 from runtime.errors import ContractViolation, RemoteError
 from runtime.telemetry import Telemetry
@@ -122,12 +124,18 @@ class AgentLoop:
     async def _ask(self, messages: list[gateway_pb2.ChatMessage], tools: list[gateway_pb2.ToolDefinition],
                    request_id: str) -> gateway_pb2.LlmResponse:
         attrs: dict[str, AttributeValue] = {ATTR.TENANT_ID: self.tenant_id, "agent.id": self.agent_id,
-                                            "llm.model": self.model, "agent.tools.offered": len(tools)}
+                                            "llm.model": self.model, "agent.tools.offered": len(tools),
+                                            GA.GEN_AI_AGENT_ID: self.agent_id,
+                                            **genai.request(genai.CHAT, self.model, {"temperature": 0.0})}
         with self._tel.span(SPAN.AGENT_LLM_CALL, attrs) as span:
             reply = await self._gateway.requests(gateway_pb2.LlmRequest(
                 request_id=request_id, model=self.model, messages=messages, tools=tools,
                 parameters=gateway_pb2.LlmParameters(temperature=0.0)))
             span.set_attribute("agent.tool_calls", len(reply.tool_calls))
+            genai.response(span, provider=reply.provider, model=reply.model, input_tokens=reply.tokens.prompt,
+                           output_tokens=reply.tokens.completion,
+                           finish_reason=gateway_pb2.FinishReason.Name(reply.finish_reason)
+                           .removeprefix("FINISH_REASON_").lower())
         return reply
 
     async def _call_tool(self, call: gateway_pb2.ToolCall, run_id: str) -> agent_pb2.ToolExecutionResult:

@@ -17,7 +17,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from aisdk.components.gateway import cache as response_cache
-from aisdk.components.gateway import convert, local
+from aisdk.components.gateway import convert, genai, local
 from aisdk.components.gateway.config import GatewayConfig
 from aisdk.components.gateway.instruments import Instruments
 from aisdk.components.gateway.operations import Operation, OperationLog, Status as OpStatus, Type as OpType
@@ -143,6 +143,11 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         span.set_attribute("provider", c.provider)
         span.set_attribute("model", c.model)
         span.set_attribute("tokens", c.usage.total)
+        # Embeddings have no output tokens and no finish reason.
+        chat = isinstance(c, Completion)
+        genai.response(span, provider=c.provider, model=c.model, input_tokens=c.usage.prompt,
+                       output_tokens=c.usage.completion if chat else None,
+                       finish_reason=c.finish_reason if chat else "")
         self.inst.provider_calls.add(1, attrs)
         self.inst.tokens_used.record(c.usage.total, attrs)
         self.inst.cost.record(c.cost, attrs)
@@ -220,9 +225,10 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             return reply
         estimate = self._estimate(model, messages, params)
         await self._admit(tenant, model, estimate, span, op)
-        with self._span("gateway.provider.call", span) as call:
+        with self._span("gateway.provider.call", span, **genai.request(genai.CHAT, requested, params)) as call:
             c = await self.providers.complete(requested, messages, params, ctx.time_left())
             self._provider_done(call, c, tenant)
+            genai.content(call, messages, c.text)
         await self._settle(tenant, model, estimate, c.usage.total)
         op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
         calls = convert.tool_calls(c.tool_calls)
@@ -295,7 +301,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         await self._admit(tenant, model, estimate, span, op)
         index = 0
         received: list[Any] = []
-        with self._span("gateway.provider.call", span) as call:
+        with self._span("gateway.provider.call", span, **genai.request(genai.CHAT, requested, params)) as call:
             deployment, chunks = await self.providers.stream(requested, messages, params, ctx.time_left())
             async for piece in chunks:
                 received.append(piece)
@@ -305,6 +311,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                     index += 1
             c = self.providers.finish_stream(deployment, received, messages)
             self._provider_done(call, c, tenant)
+            genai.content(call, messages, c.text)
         await self._settle(tenant, model, estimate, c.usage.total)
         op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
         self._check(c.text, convert.wants_json(request), span)
@@ -356,9 +363,11 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             todo = [texts[i] for i in missing]
             tokens = sum(int(litellm().token_counter(model=model, text=t)) for t in todo)
             await self._admit(tenant, model, tokens, span, op)
-            with self._span("gateway.provider.call", span) as call:
+            with self._span("gateway.provider.call", span, **genai.request(genai.EMBEDDINGS, requested)) as call:
                 e = await self.providers.embed(requested, todo, ctx.time_left())
                 self._provider_done(call, e, tenant)
+                if e.vectors:
+                    call.set_attribute(genai.EMBEDDINGS_DIMENSION_COUNT, len(e.vectors[0]))
             if len(e.vectors) != len(todo):
                 raise HandlerError(Code.CODE_UNAVAILABLE,
                                    f"{e.deployment} returned {len(e.vectors)} embeddings for {len(todo)} texts")
