@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -24,15 +24,22 @@ STEPS = ("lint", "breaking", "registry", "rules", "versions", "drift", "properti
 EXAMPLES = 30  # per property; the pytest suite runs the same properties
 
 
+# A check of a layer above compat, run against each target like the
+# registry step: (baseline, today) -> findings. The CLI adds the AsyncAPI one.
+Step = Callable[[Image, Image], list[Finding]]
+
+
 def run_check(
     root: Path,
     against: str | None = None,
     skip: Collection[str] = (),
     examples: int = EXAMPLES,
     out: TextIO = sys.stdout,
+    more: Mapping[str, Step] | None = None,
 ) -> list[Finding]:
     """Run the checks not skipped against `against` (a git ref or an image
-    file) or else every baseline; print each section, return every finding."""
+    file) or else every baseline; print each section, return every finding.
+    `more` names further steps run against each target after the rules."""
     found: list[Finding] = []
 
     def section(title: str, findings: list[Finding], note: str = "") -> None:
@@ -52,7 +59,7 @@ def run_check(
         targets = releases if against is None else [_against(root, against, work)]
         if "lint" not in skip:
             section("lint", breaking.lint(root))
-        if {"breaking", "registry", "rules", "versions", "properties"} - set(skip):
+        if {"breaking", "registry", "rules", "versions", "properties", *(more or {})} - set(skip):
             try:
                 now = images.current(root, work)
             except ToolchainError as e:
@@ -71,6 +78,9 @@ def run_check(
                     section(f"registry against {target.label}", subjects.check(target, now))
                 if "rules" not in skip:
                     section(f"rules against {target.label}", rules.check(target, now))
+                for name, step in (more or {}).items():
+                    if name not in skip:
+                        section(f"{name} against {target.label}", step(target, now))
             if "versions" not in skip and releases:
                 section(f"versions against {releases[-1].label}", bumps.check(releases[-1], now))
         if "drift" not in skip:

@@ -17,7 +17,7 @@ class CompatError(PlatformError):
 
 @dataclass(frozen=True)
 class Finding:
-    check: str  # "lint", "breaking", "registry", "versions", "drift", "properties"
+    check: str  # "lint", "breaking", "registry", "versions", "drift", "properties", "asyncapi"
     where: str  # "proto/ai/agent/v1/agent.proto:28", a generated file, or ""
     text: str  # names the message, field or subject
     rule: str = ""  # buf's rule id, or ours in the same style

@@ -92,7 +92,7 @@ def test_check_steps_match_compat() -> None:
     from aisdk.cli import compat as cli_compat
     from compat import check
 
-    assert cli_compat.STEPS == check.STEPS
+    assert cli_compat.STEPS == (*check.STEPS, "asyncapi")
     assert cli_compat.EXAMPLES == check.EXAMPLES
 
 

@@ -13,20 +13,23 @@ from typing import Any
 
 from aisdk.cli import extras
 
-# The steps and their default are compat's; repeated here so that `aisdk
-# --help` works where compat is not installed. tests/test_cli.py keeps them equal.
-STEPS = ("lint", "breaking", "registry", "rules", "versions", "drift", "properties")
+# The steps and their default are compat's (plus the AsyncAPI step, which
+# lives here, above compat); repeated so that `aisdk --help` works where
+# compat is not installed. tests/test_cli.py keeps them equal.
+STEPS = ("lint", "breaking", "registry", "rules", "versions", "drift", "properties", "asyncapi")
 EXAMPLES = 30
 _NEEDS = ("compat", "grpc_tools", "hypothesis", "betterproto", "ai_betterproto")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     extras.require("aisdk check", extras.CHECKOUT_DEV, _NEEDS)
+    from aisdk.cli import asyncapi_diff
     from codegen.toolchain import project_root
     from compat.check import run_check
     from compat.report import CompatError, errors
 
-    found = run_check(project_root(), args.against, set(args.skip), args.examples)
+    found = run_check(project_root(), args.against, set(args.skip), args.examples,
+                      more={asyncapi_diff.STEP: asyncapi_diff.check})
     failed = errors(found)
     if failed:
         raise CompatError(f"{len(failed)} error{'s' if len(failed) > 1 else ''}: see above")
