@@ -8,8 +8,15 @@
 `postgres_url` is a fresh, empty database per test on the embedded
 PostgreSQL 18 with pgvector (the components extra ships it), dropped
 afterwards; `open_database(component, url=postgres_url)` applies a
-component's migrations there. The server starts only for a test that asks
-for the fixture, and is reused by the next run (components.storage).
+component's migrations there.
+
+The server is a throwaway cluster of the test session, never a user's data:
+the session points AISDK_PGDATA (for itself and every process it starts) at
+a new folder under the project's state (`storage.session_cluster`), the
+cluster starts only for a test that asks for a database, and the folder is
+deleted at the end. A session that is killed leaves its folder until the
+next session of the project deletes it, server and `scratch_*` databases
+with it.
 
 It lives here, not in runtime.testing: the runtime is a library with no
 PostgreSQL dependency and never imports the components.
@@ -17,13 +24,36 @@ PostgreSQL dependency and never imports the components.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
+from aisdk.components import storage
 from aisdk.components.storage import temporary_database
 
 pytest_plugins = ["runtime.testing"]
+
+_CLUSTER = pytest.StashKey[tuple[Path, str | None]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    pgdata = storage.session_cluster()
+    config.stash[_CLUSTER] = (pgdata, os.environ.get(storage.PGDATA_ENV))
+    os.environ[storage.PGDATA_ENV] = str(pgdata)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CLUSTER not in config.stash:
+        return
+    pgdata, before = config.stash[_CLUSTER]
+    if before is None:
+        os.environ.pop(storage.PGDATA_ENV, None)
+    else:
+        os.environ[storage.PGDATA_ENV] = before
+    storage.remove_session(pgdata.parent)
 
 
 @pytest_asyncio.fixture
