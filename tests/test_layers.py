@@ -52,4 +52,4 @@ def test_no_module_imports_upward(package: str) -> None:
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from aisdk.cli.main import main\n    import compat.check\n")
-    assert imported_packages(module) == {"cli", "compat"}
+    assert imported_packages(module) == {"aisdk.cli", "compat"}
