@@ -23,6 +23,7 @@ from ai.envelope.v1 import envelope_pb2
 from ai.mlops.v1 import mlops_bus, mlops_pb2
 from aisdk.components.mlops import artifacts, datasets, predicting, registry
 from aisdk.components.mlops.training import Trained, TrainingError, train
+from aisdk.components.retention import Pruner
 from aisdk.components.storage import Database, Pool
 from runtime.contract import Context
 from runtime.errors import HandlerError
@@ -62,17 +63,19 @@ def _version(text: str, model_id: str) -> int:
 class Mlops(mlops_bus.MlopsServiceHandler):
     def __init__(self, database_url: str | None = None, environment: str | None = None) -> None:
         self._db = Database(COMPONENT, database_url)
+        self._retention = Pruner(COMPONENT)
         self.environment = environment or os.environ.get(ENVIRONMENT_ENV) or DEFAULT_ENVIRONMENT
         self._tel = Telemetry.disabled()
         self._models: OrderedDict[tuple[str, str, int], tuple[Any, registry.Version]] = OrderedDict()
 
     async def start(self, bus: Bus) -> None:
         self._tel = bus.telemetry if bus.telemetry is not None else Telemetry.disabled()
-        await self._db.open()
+        await self._retention.start(await self._db.open())
         # scikit-learn takes about 0.7 s to import: not in the first job's time.
         await asyncio.to_thread(__import__, "sklearn.linear_model")
 
     async def stop(self) -> None:
+        await self._retention.stop()
         await self._db.close()
 
     @property
