@@ -5,6 +5,7 @@ summing to what the operations were; the owning worker prunes at start."""
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -78,21 +79,23 @@ async def test_expired_operations_go_and_the_rollups_still_sum(url: str) -> None
 
 
 async def test_the_owning_worker_prunes_at_start(bus: Bus, url: str) -> None:
+    # A tenant of its own: the session's server may hold other tests' operations for tenant.
+    tenant = f"retention-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
     ops = operations(40, now, seed=9)
     pool = await storage.open_database("llmops", url=url)
     try:
         async with pool.connection() as conn:
             for op, at in ops:
-                await store.insert_operation(conn, "acme", op, at)
-            before = await store.usage(conn, "acme", now - timedelta(days=400), now, [])
+                await store.insert_operation(conn, tenant, op, at)
+            before = await store.usage(conn, tenant, now - timedelta(days=400), now, [])
     finally:
         await pool.close()
-    await bus.serve(LlmOps(budgets=Budgets(), database_url=url), tenants=["acme"])
+    await bus.serve(LlmOps(budgets=Budgets(), database_url=url), tenants=[tenant])
     start, end = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
     start.FromDatetime(now - timedelta(days=400))
     end.FromDatetime(now)
-    report = await llmops_bus.LlmopsServiceClient(bus, "acme").reports(
+    report = await llmops_bus.LlmopsServiceClient(bus, tenant).reports(
         llmops_pb2.UsageReportRequest(report_id="r", start=start, end=end))
     total = next(u for u in before if u.model is None)
     assert (report.total_operations, report.total_tokens) == (total.operations, total.total_tokens)
