@@ -230,19 +230,23 @@ class TaskRunners:
             envelope = envelope_pb2.Envelope.FromString(c.envelope)
             ctx = MessageContext(self._bus.subject(agent_bus.AGENT_TASKS, c.tenant), envelope.tenant_id,
                                  envelope, None, c.attempt)
-            work = asyncio.ensure_future(self._functions[task.task_type](task, ctx))
-            renewing = asyncio.create_task(self._renew(c, lease, work))
+            renewing: asyncio.Task[None] | None = None
             try:
                 with self._tel.span(SPAN.AGENT_TASK_EXECUTE, attrs):
+                    # A task of its own, so that a lost lease can cancel it;
+                    # made inside the span, whose context it copies.
+                    work = asyncio.ensure_future(self._functions[task.task_type](task, ctx))
+                    renewing = asyncio.create_task(self._renew(c, lease, work))
                     output = await work
             except asyncio.CancelledError:
-                if not (renewing.done() and not renewing.cancelled()):
+                if renewing is None or not (renewing.done() and not renewing.cancelled()):
                     raise  # the runner itself is being cancelled
                 return  # the claim is gone: logged and counted by _renew, no effect of this run
             except Exception as e:  # noqa: BLE001 - retried, then a failed result and a dead letter
                 error = e
             finally:
-                renewing.cancel()
+                if renewing is not None:
+                    renewing.cancel()
         if not await self._still_claimed(c, lease):
             return
         elapsed = time.perf_counter() - t0
