@@ -32,6 +32,7 @@ from runtime.contract import Context, Durability
 from runtime.errors import HandlerError
 from runtime.jetstream import DLQ_TOKEN
 from runtime.server import EmbeddedServer
+from runtime.telemetry import Telemetry
 
 # The contract's backoff is seconds-scale (1, 5, 15 s); the deployment's own
 # timings shorten it here, through the same code path.
@@ -543,3 +544,25 @@ async def test_a_runner_paused_past_its_lease_cannot_change_a_task_claimed_since
         assert await queue.counts(t) == {"succeeded": 1}
     finally:
         await pool.close()
+
+
+async def test_a_tasks_function_runs_inside_its_execute_span(rig: Rig, nats_server: EmbeddedServer,
+                                                             telemetry: Telemetry) -> None:
+    from opentelemetry import trace
+
+    t = tenant()
+    inside: list[int] = []
+
+    async def work(task: agent_pb2.AgentTask, ctx: Context) -> dict[str, Any]:
+        inside.append(trace.get_current_span().get_span_context().span_id)
+        return {}
+
+    async with Bus(nats_server.url, BusSettings(name="agents-traced", durability_overrides=FAST),
+                   telemetry=telemetry) as bus:
+        results = await watch(bus, t)
+        await Agent("worker", t, tasks={"work": work}, database_url=rig.url, settings=SETTINGS).join(bus)
+        await (await Agent("manager", t, settings=SETTINGS).join(bus)).submit("work", task_id="traced")
+        await until(lambda: "traced" in results.by_task)
+    assert telemetry.span_exporter is not None
+    [execute] = [s for s in telemetry.span_exporter.get_finished_spans() if s.name == "agent.task.execute"]
+    assert execute.context is not None and inside == [execute.context.span_id]
