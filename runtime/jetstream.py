@@ -36,6 +36,11 @@ log = logging.getLogger("aisdk.jetstream")
 DLQ_TOKEN = "dlq"
 DLQ_MAX_AGE_S = 7 * 24 * 3600
 FETCH_TIMEOUT = 1.0
+# A running handler's messages are marked in progress this often, as a
+# fraction of the consumer's ack wait: the ack wait becomes a liveness
+# timeout (a dead or hung process lets it lapse), not a maximum duration. A
+# third leaves two chances before the server gives the message to another.
+PROGRESS_FRACTION = 1 / 3
 # After a pull worker died of something unforeseen: long enough not to spin
 # on a persistent fault, short enough that consumption resumes promptly.
 RESTART_DELAY = 1.0
@@ -300,7 +305,9 @@ class JetStream:
         assert stream is not None
         await ensure_consumer(js, stream, consumer_config(d, durable, ep.subject, max_ack_pending))
         psub = await js.pull_subscribe_bind(durable=durable, stream=stream)
-        worker = PullWorker(psub, ep)
+        ack_wait = consumer_config(d, durable, ep.subject, max_ack_pending).ack_wait
+        assert ack_wait is not None
+        worker = PullWorker(psub, ep, ack_wait)
         worker.start()
         self.workers.append(worker)
         return worker
@@ -315,7 +322,7 @@ class PullWorker:
     a loop that ends anyway is logged and restarted; drain stops it between
     batches."""
 
-    def __init__(self, psub: JetStreamContext.PullSubscription, endpoint: Endpoint) -> None:
+    def __init__(self, psub: JetStreamContext.PullSubscription, endpoint: Endpoint, ack_wait: float = 30.0) -> None:
         self.psub = psub
         self.endpoint = endpoint
         self.batch = max(1, min(endpoint.concurrency, 256))
@@ -323,9 +330,45 @@ class PullWorker:
         self.stopping = False
         self.restarts = 0
         self.task: asyncio.Task[None] | None = None
+        self.progress_every = ack_wait * PROGRESS_FRACTION
+        # The messages whose handlers run, and when each was last marked, by
+        # id (a Msg is an unhashable dataclass).
+        self._running: dict[int, tuple[Msg, float]] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        # in_progress() sent, and failed (the next tick tries again).
+        self.progress_sent = 0
+        self.progress_failed = 0
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._supervise(), name=f"pull {self.endpoint.subject}")
+        self._ticker = asyncio.create_task(self._keep_alive(), name=f"progress {self.endpoint.subject}")
+
+    async def _keep_alive(self) -> None:
+        """One task per consumer, not one per message: every tick, each
+        message handled for longer than a tick is marked in progress."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.progress_every)
+            now = loop.time()
+            for key, (msg, since) in list(self._running.items()):
+                if now - since < self.progress_every or key not in self._running:
+                    continue
+                try:
+                    await msg.in_progress()
+                except Exception as e:  # noqa: BLE001 - the message is redelivered after the ack wait at worst
+                    self.progress_failed += 1
+                    log.warning("marking a message of %s in progress failed: %s", msg.subject, e)
+                    continue
+                self.progress_sent += 1
+                if key in self._running:
+                    self._running[key] = (msg, now)
+
+    async def _handle(self, msg: Msg) -> None:
+        self._running[id(msg)] = (msg, asyncio.get_running_loop().time())
+        try:
+            await self.endpoint.on_js_msg(msg)
+        finally:
+            del self._running[id(msg)]
 
     async def _supervise(self) -> None:
         while not self.stopping:
@@ -371,11 +414,11 @@ class PullWorker:
             if self.batch == 1:
                 for m in msgs:
                     try:
-                        await ep.on_js_msg(m)
+                        await self._handle(m)
                     except Exception as e:  # noqa: BLE001 - one message never ends the loop
                         self._failed(m, e)
             else:
-                results = await asyncio.gather(*(ep.on_js_msg(m) for m in msgs), return_exceptions=True)
+                results = await asyncio.gather(*(self._handle(m) for m in msgs), return_exceptions=True)
                 for m, result in zip(msgs, results):
                     if result is not None:
                         self._failed(m, result)
@@ -392,6 +435,9 @@ class PullWorker:
             await asyncio.sleep(0.01)
         task.cancel()
         await asyncio.wait({task})
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.wait({self._ticker})
         try:
             await self.psub.unsubscribe()
         except nats.errors.Error as e:

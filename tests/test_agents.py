@@ -5,6 +5,8 @@ prompt and RAG workers."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from aisdk.components import COMPONENTS
 from aisdk.components.agents import Agent, AgentsService, Settings, ToolContext, ToolRegistry, answer, list_agents
 from aisdk.components.agents.loop import AgentLoop
 from aisdk.components.agents.rag_tool import RAG_TOOL, search_documents
+from aisdk.components.agents.sql import open_pool
+from aisdk.components.agents.tasks import Claimed, TaskQueue
 from aisdk.components.prompt import PromptManager
 from aisdk.components.rag.worker import RagWorker
 from aisdk.components.storage import temporary_database
@@ -28,6 +32,7 @@ from runtime.contract import Context, Durability
 from runtime.errors import HandlerError
 from runtime.jetstream import DLQ_TOKEN
 from runtime.server import EmbeddedServer
+from runtime.telemetry import Telemetry
 
 # The contract's backoff is seconds-scale (1, 5, 15 s); the deployment's own
 # timings shorten it here, through the same code path.
@@ -441,3 +446,123 @@ async def test_answer_uses_the_rag_search_tool_over_ingested_documents(rig: Rig,
     assert got.rounds == 2
     assert [s.document_id for s in got.sources] == ["refund-policy"] and "30 days" in got.sources[0].snippet
     assert got.tokens > 0 and got.cost > 0
+
+
+# A runner in a process of its own, with a short lease: the test pauses it
+# (SIGSTOP) in the middle of a task, as a long GC pause or a frozen VM would.
+STALE_RUNNER = """
+import asyncio, logging, sys
+from aisdk.components.agents import Agent, Settings
+from runtime.bus import Bus
+from runtime.contract import Durability
+from runtime.settings import BusSettings
+
+async def main(url, database, tenant):
+    lease = {"agent.tasks": Durability("work_queue", 3, 600, (100,), 120_000, 0)}
+    async with Bus(url, BusSettings(name="stale", durability_overrides=lease)) as bus:
+        async def work(task, ctx):
+            print("started", flush=True)
+            await asyncio.sleep(0.3)
+            print("finished its work", flush=True)
+            return {"by": "stale"}
+        await Agent("stale", tenant, tasks={"work": work}, database_url=database,
+                    settings=Settings(task_poll_s=0.1)).join(bus)
+        print("joined", flush=True)
+        await asyncio.Event().wait()
+
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_runner_paused_past_its_lease_cannot_change_a_task_claimed_since(
+        rig: Rig, nats_server: EmbeddedServer) -> None:
+    import psycopg
+
+    from tests.support import checkout_env
+
+    t = tenant()
+    results: list[agent_pb2.TaskResult] = []
+
+    async def collect(o: Observed) -> None:
+        results.append(o.payload)
+
+    await rig.bus.subscribe(agent_bus.AGENT_RESULTS, collect, tenant_id=t)
+    stale = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STALE_RUNNER, nats_server.url, rig.url, t, env=checkout_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert stale.stdout is not None and stale.stderr is not None
+
+    async def line() -> str:
+        assert stale.stdout is not None
+        return (await asyncio.wait_for(stale.stdout.readline(), 60)).decode().strip()
+
+    async def lease_lapsed() -> bool:
+        async with await psycopg.AsyncConnection.connect(rig.url) as conn:
+            row = await (await conn.execute("SELECT lease_until < clock_timestamp() FROM agent_tasks "
+                                            "WHERE tenant_id = %s AND task_id = 'job'", (t,))).fetchone()
+        return bool(row and row[0])
+
+    try:
+        assert await line() == "joined"
+        manager = await Agent("manager", t, settings=SETTINGS).join(rig.bus)
+        await manager.submit("work", task_id="job")
+        assert await line() == "started"
+        stale.send_signal(signal.SIGSTOP)
+        while not await lease_lapsed():
+            await asyncio.sleep(0.05)
+
+        async def fresh(task: agent_pb2.AgentTask, ctx: Context) -> dict[str, Any]:
+            return {"by": "fresh", "attempt": ctx.attempt}
+
+        await Agent("fresh", t, tasks={"work": fresh}, database_url=rig.url, settings=SETTINGS).join(rig.bus)
+        await until(lambda: len(results) == 1)
+        stale.send_signal(signal.SIGCONT)
+        # The stale runner wakes up: its renewal finds the claim gone.
+        while "another runner has claimed it" not in (
+                warning := (await asyncio.wait_for(stale.stderr.readline(), 60)).decode()):
+            assert warning, "the stale runner ended without noticing"
+        await rig.bus.flush()
+    finally:
+        if stale.returncode is None:
+            stale.send_signal(signal.SIGCONT)
+            stale.terminate()
+        await stale.wait()
+    async with await psycopg.AsyncConnection.connect(rig.url) as conn:
+        row = await (await conn.execute("SELECT state, attempts FROM agent_tasks WHERE tenant_id = %s AND "
+                                        "task_id = 'job'", (t,))).fetchone()
+    assert row == ("succeeded", 2)
+    assert [(r.agent_id, dict(r.output)) for r in results] == [("fresh", {"by": "fresh", "attempt": 2.0})]
+
+    # What the stale runner's settle would have done, had it tried: nothing.
+    pool = await open_pool(rig.url)
+    try:
+        queue = TaskQueue(pool)
+        claim = Claimed(t, agent_pb2.AgentTask(task_id="job"), b"", 1)
+        assert not await queue.renew(claim, 30) and not await queue.retry(claim, 0, "stale")
+        assert not await queue.finish(claim, False, "stale")
+        assert await queue.counts(t) == {"succeeded": 1}
+    finally:
+        await pool.close()
+
+
+async def test_a_tasks_function_runs_inside_its_execute_span(rig: Rig, nats_server: EmbeddedServer,
+                                                             telemetry: Telemetry) -> None:
+    from opentelemetry import trace
+
+    t = tenant()
+    inside: list[int] = []
+
+    async def work(task: agent_pb2.AgentTask, ctx: Context) -> dict[str, Any]:
+        inside.append(trace.get_current_span().get_span_context().span_id)
+        return {}
+
+    async with Bus(nats_server.url, BusSettings(name="agents-traced", durability_overrides=FAST),
+                   telemetry=telemetry) as bus:
+        results = await watch(bus, t)
+        await Agent("worker", t, tasks={"work": work}, database_url=rig.url, settings=SETTINGS).join(bus)
+        await (await Agent("manager", t, settings=SETTINGS).join(bus)).submit("work", task_id="traced")
+        await until(lambda: "traced" in results.by_task)
+    assert telemetry.span_exporter is not None
+    [execute] = [s for s in telemetry.span_exporter.get_finished_spans() if s.name == "agent.task.execute"]
+    assert execute.context is not None and inside == [execute.context.span_id]

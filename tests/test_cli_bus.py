@@ -191,3 +191,70 @@ def test_tail_stops_quietly_when_its_reader_leaves(nats_url: str) -> None:
     _, stderr = tail.communicate(timeout=20)
     assert tail.returncode == 141
     assert stderr == ""
+
+
+def _server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([*CLI, "server", *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    [url] = wait_for_line(proc.stdout, "nats://")
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_the_server_keeps_every_stream_across_a_restart() -> None:
+    # The default store is the project's state (here the test session's
+    # AISDK_STATE_HOME); the payload limit is what the contracts need.
+    import asyncio
+
+    from nats.js.errors import NotFoundError
+
+    import ai.registry
+    from ai.rag.v1 import rag_bus, rag_pb2
+    from runtime.bus import Bus
+    from runtime.server import contract_max_payload, free_port
+    from runtime.state import jetstream_dir
+
+    port = str(free_port())
+    document = rag_pb2.RagDocument(document_id="big", content="x" * (3 << 20))   # three times NATS's default limit
+
+    async def ingest(url: str) -> int:
+        async with Bus(url) as bus:
+            await rag_bus.RagServiceClient(bus, "acme").ingest(document)
+            return int(bus.nc.max_payload)
+
+    async def stored(url: str) -> int:
+        async with Bus(url) as bus:
+            try:
+                info = await bus.nc.jetstream().stream_info("AI_RAG_INGEST")
+            except NotFoundError:
+                return -1
+            return int(info.state.messages)
+
+    proc, url = _server("--port", port)
+    assert asyncio.run(ingest(url)) == contract_max_payload(ai.registry.BY_KEY.values()) == 17 << 20
+    assert f"JetStream store: {jetstream_dir()}" in _stop(proc)
+    proc, url = _server("--port", port)
+    assert asyncio.run(stored(url)) == 1
+    _stop(proc)
+
+    # Only an explicit --ephemeral store is lost with its server.
+    proc, url = _server("--port", port, "--ephemeral")
+    assert asyncio.run(ingest(url)) > 0
+    assert "deleted at exit (--ephemeral)" in _stop(proc)
+    proc, url = _server("--port", port, "--ephemeral")
+    assert asyncio.run(stored(url)) == -1
+    _stop(proc)
+    assert aisdk_fails("server", "--ephemeral", "--store-dir", "x") == (
+        "aisdk server: --ephemeral and --store-dir contradict each other: a temporary store or that one")
+
+
+def aisdk_fails(*args: str) -> str:
+    done = subprocess.run([*CLI, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    return done.stderr.strip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from google.protobuf import json_format, struct_pb2
 
 from ai.mlops.v1 import mlops_bus, mlops_pb2
 from aisdk.components import storage
-from aisdk.components.mlops import Mlops
+from aisdk.components.mlops import Mlops, artifacts, registry
 from runtime.bus import Bus
 from runtime.settings import BusSettings
 from runtime.contract import Context
@@ -263,3 +264,75 @@ async def test_training_and_predictions_are_traced_and_measured(
     assert trained["mlops.model.version"] == "1" and float(trained["mlops.metric.accuracy"]) > 0.8  # type: ignore[arg-type]
     predicted = spans["mlops.prediction"]
     assert (predicted.attributes or {})["mlops.model.version"] == "1" and predicted.parent is not None
+
+
+TRAINING = mlops_bus.MLOPS_TRAINING
+assert TRAINING.durability is not None
+# An ack wait far shorter than the job: without heartbeats it is redelivered mid-run.
+SHORT_ACK = {TRAINING.key: dataclasses.replace(TRAINING.durability, ack_wait_ms=600, max_deliver=50)}
+
+
+class Held(Counting):
+    """Training that holds until the test lets it go, counting its runs."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.release = threading.Event()
+        self.runs = 0
+
+    def _held(self, job: mlops_pb2.TrainingJob, parameters: dict[str, Any]) -> Any:
+        self.runs += 1
+        assert self.release.wait(120), "never released"
+        return Mlops._train(job, parameters)
+
+    _train = _held  # an instance's method where the base has a static one
+
+
+async def test_a_training_longer_than_its_ack_wait_makes_exactly_one_version(url: str) -> None:
+    with EmbeddedServer(name="mlops-long") as server:
+        async with Bus(server.url, BusSettings(name="mlops-long", durability_overrides=SHORT_ACK)) as bus:
+            handler = Held(url)
+            await bus.serve(handler, tenants=[TENANT])
+            assert bus._jets is not None
+            [worker] = [w for w in bus._jets.workers if w.endpoint.subject.startswith("ai.mlops.training")]
+            client = mlops_bus.MlopsServiceClient(bus, TENANT)
+            await client.training(job("long", max_iter=500))
+
+            async def beyond_the_ack_wait() -> bool:
+                # Three heartbeats at a third of the ack wait each: the job has
+                # run longer than one ack wait, and a fourth is on its way.
+                return worker.progress_sent >= 4
+
+            await until(beyond_the_ack_wait)
+            handler.release.set()
+            status = await finished(client, "long")
+            assert status.state == mlops_pb2.TRAINING_STATE_SUCCEEDED and status.model_version == "1"
+            consumer = await bus.nc.jetstream().consumer_info(worker.psub._stream, worker.psub._consumer)
+            assert (handler.runs, consumer.num_redelivered, consumer.num_ack_pending) == (1, 0, 0)
+            assert [v.version for v in (await client.models(mlops_pb2.ModelQuery(request_id="m",
+                                                                                model_id="iris"))).versions] == ["1"]
+
+
+async def test_a_redelivery_while_the_first_is_alive_makes_one_version(url: str) -> None:
+    # The heartbeat of delivery 1 was lost: delivery 2 takes the job over;
+    # delivery 1, alive after all, can neither finish nor fail it.
+    pool = await storage.open_database("mlops", url=url)
+    artifact = await asyncio.to_thread(artifacts.dump, {"model": "any"})
+
+    async def add(conn: storage.Connection, attempt: int) -> int | None:
+        return await registry.add_version(conn, TENANT, "m", "j", attempt, "ridge", "sklearn:diabetes", {}, {},
+                                          [], [], artifact)
+    try:
+        async with pool.connection() as conn:
+            assert await registry.begin_job(conn, TENANT, "j", "m", 1) is None
+            assert await registry.begin_job(conn, TENANT, "j", "m", 2) is None
+            async with conn.transaction():
+                assert await add(conn, 1) is None
+            assert not await registry.fail_job(conn, TENANT, "j", 1, "late")
+            async with conn.transaction():
+                assert await add(conn, 2) == 1
+            again = await registry.begin_job(conn, TENANT, "j", "m", 3)
+            assert again is not None and (again.state, again.version, again.attempt) == ("succeeded", 1, 2)
+            assert [v.version for v in await registry.versions(conn, TENANT, "m")] == [1]
+    finally:
+        await pool.close()

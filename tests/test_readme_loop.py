@@ -1,7 +1,8 @@
 """The README's loop on a scratch copy of this checkout: add the field the
 README shows, bump the contract's minor as `aisdk check` asks, regenerate,
 check, and run the test modules that read the contracts. A user's edit of
-the contracts must never break the suite for the wrong reason."""
+the contracts must never break the suite for the wrong reason: the field
+takes the next free number when the README's is taken."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import NOT_COPIED, ROOT, aisdk, checkout_env
+from tests.support import NOT_COPIED, ROOT, aisdk, buf_exe, checkout_env
 
 AGENT = Path("proto/ai/agent/v1/agent.proto")
 MINOR = re.compile(r"option \(ai\.options\.v1\.contract\) = \{minor: (\d+)\};")
@@ -32,12 +33,43 @@ def readme_field() -> str:
     return line.split("//")[0].strip()
 
 
-def add_field(proto: Path, field: str) -> None:
-    """Put the field last in AgentMessage, where the README shows it."""
-    text = proto.read_text()
+_NUMBERED = re.compile(r"=\s*(\d+)\s*[\[;]")
+_RESERVED = re.compile(r"^\s*reserved\s+([^;]*);", re.MULTILINE)
+
+
+def _agent_message(text: str) -> tuple[int, int]:
     start = text.index("message AgentMessage {")
-    end = text.index("\n}", start)
+    return start, text.index("\n}", start)
+
+
+def taken_numbers(text: str) -> set[int]:
+    """The field numbers AgentMessage uses or reserves."""
+    start, end = _agent_message(text)
+    body = text[start:end]
+    taken = {int(n) for n in _NUMBERED.findall(body)}
+    for spec in _RESERVED.findall(body):
+        for part in spec.split(","):
+            low, _, high = part.strip().partition(" to ")
+            if low.isdigit():
+                taken.update(range(int(low), int(high if high.isdigit() else low) + 1))
+    return taken
+
+
+def add_field(proto: Path, field: str) -> str:
+    """Put the field last in AgentMessage, where the README shows it, with
+    the README's number if it is free and the next free one above it otherwise (a
+    user's own edit may have taken it); the field as added."""
+    text = proto.read_text()
+    taken = taken_numbers(text)
+    number = int(_NUMBERED.search(field).group(1))  # type: ignore[union-attr]
+    if number in taken:
+        free = number
+        while free in taken:
+            free += 1
+        field = _NUMBERED.sub(lambda m: m.group(0).replace(m.group(1), str(free)), field, count=1)
+    _, end = _agent_message(text)
     proto.write_text(f"{text[:end]}\n  {field}{text[end:]}")
+    return field
 
 
 def bump_minor(proto: Path) -> int:
@@ -72,3 +104,25 @@ def test_readme_edit_then_gen_check_and_the_affected_tests(tmp_path: Path) -> No
         cwd=copy, env=checkout_env(copy), capture_output=True, text=True, timeout=1800,
     )
     assert tests.returncode == 0, tests.stdout[-6000:] + tests.stderr[-2000:]
+
+
+def test_the_readmes_field_takes_the_next_free_number_after_a_users_own(tmp_path: Path) -> None:
+    # The user's working tree already has a field 9 (the README's number)
+    # and a bumped minor: the README's edit on top still compiles.
+    copy = tmp_path / "checkout"
+    copy.mkdir()
+    for name in ("buf.yaml", "proto"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, copy / name)
+    proto = copy / AGENT
+    if re.search(r"\blocale\b", proto.read_text()):
+        pytest.skip(f"{AGENT} already has the README's field")
+    add_field(proto, 'string user_note = 9 [(ai.options.v1.rules) = {max_len: 64}];')
+    text = proto.read_text()
+    proto.write_text(text.replace("  string in_reply_to = 8", "  reserved 11;\n  string in_reply_to = 8"))
+    bump_minor(proto)
+    added = add_field(proto, readme_field())
+    assert " = 10 " in added and "locale" in added
+    assert taken_numbers(proto.read_text()) == set(range(1, 12))
+    built = subprocess.run([buf_exe(), "build", "-o", str(tmp_path / "image.binpb")], cwd=copy,
+                           capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr

@@ -17,13 +17,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import APIError
 
+import ai.registry
 from ai.agent.v1 import agent_bus, agent_pb2
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus
 from aisdk.cli.main import main as aisdk
 from runtime import Bus, BusSettings, Context, JetStreamError, NoResponders
 from runtime.codec import envelope, open_envelope
-from runtime.server import EmbeddedServer, free_port
+from runtime.server import EmbeddedServer, contract_max_payload, free_port
 from runtime.settings import credentials
 from tests.support import Gateway, llm_request, until
 
@@ -350,3 +351,13 @@ def test_auth_init_refuses_a_reserved_or_unsafe_tenant(tmp_path: Path, capsys: p
         assert err.startswith("aisdk auth: ") and "\n" not in err, err
     assert not (tmp_path / "nats-server.conf").exists()
 
+
+
+async def test_the_configuration_carries_what_the_contracts_need(deployment: tuple[EmbeddedServer, Path]) -> None:
+    # rag.ingest's 16 MiB of document content, plus the envelope, fits.
+    server, directory = deployment
+    nc, _ = await connect(server, directory, "service")
+    try:
+        assert nc.max_payload == contract_max_payload(ai.registry.BY_KEY.values()) == 17 << 20
+    finally:
+        await nc.close()

@@ -92,6 +92,7 @@ def _tenants(text: str) -> list[str]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from runtime.server import contract_max_payload
     from runtime.tenancy import Layout, ServerTLS, render
 
     extras.require("aisdk auth init", extras.DEV, ("nkeys",) + (("trustme",) if args.tls else ()))
@@ -102,9 +103,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     service = user_key(key_file(directory, SERVICE))
     tls = ServerTLS(*tls_files(directory, [*tenants, SERVICE])) if args.tls else None
     store = args.store or str((directory / "jetstream").resolve())
-    layout = Layout(keys, service, host=args.host, port=args.port, store_dir=store, tls=tls)
+    specs = registry.load().BY_KEY.values()
+    layout = Layout(keys, service, host=args.host, port=args.port, store_dir=store, tls=tls,
+                    max_payload=contract_max_payload(specs))
     config = directory / CONFIG_FILE
-    text = render(registry.load().BY_KEY.values(), layout)
+    text = render(specs, layout)
     tmp = config.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
     # Whole or not at all: a server reloading mid-write must not read half a file.

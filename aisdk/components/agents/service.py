@@ -19,6 +19,8 @@ from runtime.contract import Context
 from runtime.errors import PlatformError
 from runtime.telemetry import Telemetry
 
+from aisdk.components.retention import Pruner
+
 if TYPE_CHECKING:
     from runtime.bus import Bus
 
@@ -32,14 +34,17 @@ class AgentsService(agent_bus.AgentServiceHandler):
         self._pool: Pool | None = None
         self._memory: MemoryStore | None = None
         self.runner: ToolRunner | None = None
+        self._retention = Pruner("agents")
 
     async def start(self, bus: Bus) -> None:
         self._pool = await open_pool(self._database_url)
         tel = bus.telemetry if bus.telemetry is not None else Telemetry.disabled()
         self._memory = MemoryStore(self._pool, bus, tel, self.settings.embedding_model)
         self.runner = ToolRunner(self.registry, self._pool, bus, tel)
+        await self._retention.start(self._pool)
 
     async def stop(self) -> None:
+        await self._retention.stop()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

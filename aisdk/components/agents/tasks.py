@@ -10,6 +10,13 @@ task of highest priority, oldest first, with `FOR UPDATE SKIP LOCKED`: any
 number of workers in any number of processes share one queue, and a waiting
 task of higher priority is always taken before a lower one.
 
+A claim is fenced by its attempt: renew, retry and finish match the attempt
+that claimed the row, so a runner whose lease lapsed (a paused process, a
+lost connection) changes nothing of a task that another runner has claimed
+since. A renewal that finds the claim gone stops that runner's effects: its
+function is cancelled and no result is sent; it is logged and counted
+(`agent.task.leases_lost`).
+
 The contract's delivery rules still hold, applied here: a failed run is
 retried after the contract's backoff for that attempt, up to its
 max_deliver; then the task ends as a FAILED TaskResult and a dead letter of
@@ -106,25 +113,30 @@ class TaskQueue:
             return None
         return Claimed(row[0], agent_pb2.AgentTask.FromString(row[1]), bytes(row[2]), int(row[3]))
 
-    async def renew(self, tenant: str, task_id: str, lease_s: float) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE agent_tasks SET lease_until = clock_timestamp() + make_interval(secs => %s) "
-                "WHERE tenant_id = %s AND task_id = %s AND state = 'running'", (lease_s, tenant, task_id))
+    # Every change of a claimed task names the claim: its attempt, while it
+    # is running. True if the row was this claim's (and is changed).
+    _CLAIMED = "WHERE tenant_id = %(tenant)s AND task_id = %(task)s AND state = 'running' AND attempts = %(attempt)s"
 
-    async def retry(self, tenant: str, task_id: str, delay_s: float, error: str) -> None:
+    async def _change(self, c: Claimed, assignments: str, **values: Any) -> bool:
         async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE agent_tasks SET state = 'waiting', lease_until = NULL, last_error = %s, "
-                "available_at = clock_timestamp() + make_interval(secs => %s) "
-                "WHERE tenant_id = %s AND task_id = %s", (error, delay_s, tenant, task_id))
+            cur = await conn.execute(f"UPDATE agent_tasks SET {assignments} {self._CLAIMED}",
+                                     {"tenant": c.tenant, "task": c.task.task_id, "attempt": c.attempt, **values})
+            return cur.rowcount == 1
 
-    async def finish(self, tenant: str, task_id: str, succeeded: bool, error: str = "") -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE agent_tasks SET state = %s, lease_until = NULL, last_error = %s, "
-                "finished_at = clock_timestamp() WHERE tenant_id = %s AND task_id = %s",
-                ("succeeded" if succeeded else "failed", error, tenant, task_id))
+    async def renew(self, c: Claimed, lease_s: float) -> bool:
+        """Extend the claim's lease; False if the claim is gone (another runner has the task)."""
+        return await self._change(c, "lease_until = clock_timestamp() + make_interval(secs => %(lease)s)",
+                                  lease=lease_s)
+
+    async def retry(self, c: Claimed, delay_s: float, error: str) -> bool:
+        return await self._change(c, "state = 'waiting', lease_until = NULL, last_error = %(error)s, "
+                                     "available_at = clock_timestamp() + make_interval(secs => %(delay)s)",
+                                  error=error, delay=delay_s)
+
+    async def finish(self, c: Claimed, succeeded: bool, error: str = "") -> bool:
+        return await self._change(c, "state = %(state)s, lease_until = NULL, last_error = %(error)s, "
+                                     "finished_at = clock_timestamp()",
+                                  state="succeeded" if succeeded else "failed", error=error)
 
     async def counts(self, tenant: str) -> dict[str, int]:
         """Tasks of the tenant by state."""
@@ -165,6 +177,9 @@ class TaskRunners:
         self._loops = [asyncio.create_task(self._loop(), name=f"agent {agent_id} tasks {i}")
                        for i in range(concurrency)]
         self.active = 0
+        # Claims found gone at a renewal or a settle, and renewals that failed.
+        self.leases_lost = 0
+        self.renewals_failed = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -209,20 +224,31 @@ class TaskRunners:
         if c.attempt > d.max_deliver:
             error = RuntimeError(f"the lease of the last attempt ({d.max_deliver}) lapsed")
         else:
-            renewing = asyncio.create_task(self._renew(c, lease))
+            # The envelope the task arrived in (kept in its row), no
+            # deadline (a queued task outlives its sender's), and the
+            # attempt counted by the queue, not by JetStream.
+            envelope = envelope_pb2.Envelope.FromString(c.envelope)
+            ctx = MessageContext(self._bus.subject(agent_bus.AGENT_TASKS, c.tenant), envelope.tenant_id,
+                                 envelope, None, c.attempt)
+            renewing: asyncio.Task[None] | None = None
             try:
                 with self._tel.span(SPAN.AGENT_TASK_EXECUTE, attrs):
-                    # The envelope the task arrived in (kept in its row), no
-                    # deadline (a queued task outlives its sender's), and the
-                    # attempt counted by the queue, not by JetStream.
-                    envelope = envelope_pb2.Envelope.FromString(c.envelope)
-                    ctx = MessageContext(self._bus.subject(agent_bus.AGENT_TASKS, c.tenant), envelope.tenant_id,
-                                         envelope, None, c.attempt)
-                    output = await self._functions[task.task_type](task, ctx)
+                    # A task of its own, so that a lost lease can cancel it;
+                    # made inside the span, whose context it copies.
+                    work = asyncio.ensure_future(self._functions[task.task_type](task, ctx))
+                    renewing = asyncio.create_task(self._renew(c, lease, work))
+                    output = await work
+            except asyncio.CancelledError:
+                if renewing is None or not (renewing.done() and not renewing.cancelled()):
+                    raise  # the runner itself is being cancelled
+                return  # the claim is gone: logged and counted by _renew, no effect of this run
             except Exception as e:  # noqa: BLE001 - retried, then a failed result and a dead letter
                 error = e
             finally:
-                renewing.cancel()
+                if renewing is not None:
+                    renewing.cancel()
+        if not await self._still_claimed(c, lease):
+            return
         elapsed = time.perf_counter() - t0
         status = "succeeded" if error is None else "failed"
         self._tel.metrics.counter(METRIC.AGENT_TASKS_EXECUTED).add(
@@ -230,7 +256,7 @@ class TaskRunners:
         self._tel.metrics.histogram(METRIC.AGENT_TASK_DURATION).record(elapsed, {ATTR.TENANT_ID: c.tenant})
         if error is None:
             await self._result(c, agent_pb2.TASK_STATUS_SUCCEEDED, elapsed, output=to_struct(output or {}))
-            await self._queue.finish(c.tenant, task.task_id, True)
+            self._settled(c, await self._queue.finish(c, True))
             return
         reason = f"{type(error).__name__}: {error}"[:MAX_ERROR]
         final = c.attempt >= d.max_deliver or (isinstance(error, HandlerError) and not error.retryable)
@@ -238,20 +264,53 @@ class TaskRunners:
             backoff = d.backoff_ms[min(c.attempt, len(d.backoff_ms)) - 1] / 1000 if d.backoff_ms else 0.0
             log.info("task %s failed (attempt %d of %d), retrying in %.1f s: %s", task.task_id, c.attempt,
                      d.max_deliver, backoff, reason)
-            await self._queue.retry(c.tenant, task.task_id, backoff, reason)
+            self._settled(c, await self._queue.retry(c, backoff, reason))
             return
         log.warning("task %s failed for good after %d attempts: %s", task.task_id, c.attempt, reason)
         await self._result(c, agent_pb2.TASK_STATUS_FAILED, elapsed, error=reason)
         code = error.code if isinstance(error, HandlerError) else Code.CODE_INTERNAL
         await self._bus.dead_letter(self._bus.subject(agent_bus.AGENT_TASKS, c.tenant), c.envelope, code,
                                     reason, c.attempt, agent_bus.AGENT_TASKS.queue_group)
-        await self._queue.finish(c.tenant, task.task_id, False, reason)
+        self._settled(c, await self._queue.finish(c, False, reason))
 
-    async def _renew(self, c: Claimed, lease: float) -> None:
+    def _lost(self, c: Claimed, when: str) -> None:
+        self.leases_lost += 1
+        self._tel.metrics.counter(METRIC.AGENT_TASK_LEASES_LOST).add(1, {ATTR.TENANT_ID: c.tenant})
+        log.warning("task %s: the lease of attempt %d lapsed and another runner has claimed it; %s",
+                    c.task.task_id, c.attempt, when)
+
+    async def _still_claimed(self, c: Claimed, lease: float) -> bool:
+        """Before the run's effects (its result, a dead letter): is the claim
+        still this runner's? A renewal answers and extends it at once."""
+        try:
+            if await self._queue.renew(c, lease):
+                return True
+        except Exception as e:  # noqa: BLE001 - unknown is not ours: the fenced settle decides
+            self.renewals_failed += 1
+            log.warning("task %s: renewing its lease failed: %s", c.task.task_id, e)
+            return True
+        self._lost(c, "this run's result is dropped")
+        return False
+
+    def _settled(self, c: Claimed, changed: bool) -> None:
+        if not changed:
+            self._lost(c, "its settle changed nothing")
+
+    async def _renew(self, c: Claimed, lease: float, work: asyncio.Future[Any]) -> None:
+        """Renew at a third of the lease; once the claim is gone, cancel the run."""
         while True:
             await asyncio.sleep(lease / 3)
-            with contextlib.suppress(Exception):
-                await self._queue.renew(c.tenant, c.task.task_id, lease)
+            try:
+                if await self._queue.renew(c, lease):
+                    continue
+            except Exception as e:  # noqa: BLE001 - a database hiccup: the next renewal may succeed
+                self.renewals_failed += 1
+                log.warning("task %s: renewing its lease failed (the lease lapses in %.1f s unless a renewal "
+                            "succeeds): %s", c.task.task_id, lease, e)
+                continue
+            self._lost(c, "its run is cancelled")
+            work.cancel()
+            return
 
     async def _result(self, c: Claimed, status: int, elapsed: float, *, output: struct_pb2.Struct | None = None,
                       error: str = "") -> None:

@@ -12,6 +12,7 @@ from ai.gateway.v1 import gateway_bus, gateway_pb2
 from ai.llmops.v1 import llmops_bus, llmops_pb2
 from aisdk.components.llmops import store
 from aisdk.components.llmops.budgets import Budgets, load_budgets
+from aisdk.components.retention import Pruner
 from aisdk.components.storage import Database, Pool
 # mypy reads no re-exports from the facade's computed __all__.
 from runtime import Bus, Context, HandlerError
@@ -51,12 +52,14 @@ class LlmOps(llmops_bus.LlmopsServiceHandler):
         self.budgets = load_budgets() if budgets is None else budgets
         self._db = Database(COMPONENT, database_url)
         self._bus: Bus | None = None
+        self._retention = Pruner(COMPONENT)
 
     async def start(self, bus: Bus) -> None:
         self._bus = bus
-        await self._db.open()
+        await self._retention.start(await self._db.open())
 
     async def stop(self) -> None:
+        await self._retention.stop()
         await self._db.close()
 
     @property

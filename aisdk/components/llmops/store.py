@@ -110,7 +110,46 @@ class Usage:
 
 
 async def usage(conn: Connection, tenant: str, start: datetime, end: datetime, models: list[str]) -> list[Usage]:
-    """Per model, then one total row, over [start, end)."""
+    """Per model, then one total row, over [start, end): the operations
+    still kept plus the daily rollups of those past their retention
+    (components.retention), a rolled-up day counted when it starts in the
+    period. Latency percentiles are of the kept operations only."""
+    raw = await _raw_usage(conn, tenant, start, end, models)
+    cur = await conn.execute(
+        """
+        SELECT model, sum(operations), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost),
+               sum(errors), sum(cache_hits)
+        FROM llmops_usage_daily
+        WHERE tenant_id = %(tenant)s AND day >= %(start)s AND day < %(end)s
+          AND (cardinality(%(models)s::text[]) = 0 OR model = ANY(%(models)s::text[]))
+        GROUP BY model
+        """,
+        {"tenant": tenant, "start": start, "end": end, "models": models},
+    )
+    rolled = {str(m): Usage(str(m), int(n), int(p), int(c), int(t), float(cost), int(e), int(h), 0.0, 0.0)
+              for m, n, p, c, t, cost, e, h in await cur.fetchall()}
+    if not rolled:
+        return raw
+    by_model = {u.model: u for u in raw if u.model is not None}
+    for model, old in rolled.items():
+        by_model[model] = _plus(by_model[model], old) if model in by_model else old
+    rows = [by_model[m] for m in sorted(by_model)]
+    kept = next((u for u in raw if u.model is None), None)
+    total = Usage(None, 0, 0, 0, 0, 0.0, 0, 0, kept.latency_p50_ms if kept else 0.0,
+                  kept.latency_p95_ms if kept else 0.0)
+    for row in rows:
+        total = _plus(total, row)
+    return [*rows, total]
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    """a's counts plus b's; a's latencies."""
+    return Usage(a.model, a.operations + b.operations, a.prompt_tokens + b.prompt_tokens,
+                 a.completion_tokens + b.completion_tokens, a.total_tokens + b.total_tokens, a.cost + b.cost,
+                 a.errors + b.errors, a.cache_hits + b.cache_hits, a.latency_p50_ms, a.latency_p95_ms)
+
+
+async def _raw_usage(conn: Connection, tenant: str, start: datetime, end: datetime, models: list[str]) -> list[Usage]:
     cur = await conn.execute(
         """
         SELECT model, count(*), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost),

@@ -33,34 +33,61 @@ class Job:
     state: str
     version: int | None
     error: str
+    attempt: int
 
 
-async def begin_job(conn: Connection, tenant: str, job_id: str, model_id: str) -> Job | None:
-    """Mark the job running; its finished record instead if it has one (a
-    redelivery of a job that already ran)."""
+async def begin_job(conn: Connection, tenant: str, job_id: str, model_id: str, attempt: int) -> Job | None:
+    """Claim the running job for this delivery (its attempt); None if it
+    now runs under this attempt. Otherwise its record: finished (a
+    redelivery of a job that already ran), or running under a later attempt
+    (this delivery is stale and must leave it).
+
+    A later attempt takes a running job over: JetStream redelivers only once
+    the earlier delivery's ack wait lapsed without a heartbeat, so the
+    earlier one is taken for dead; if it is alive after all, its finish is
+    refused (`add_version` and `fail_job` match the attempt)."""
     await conn.execute(
-        "INSERT INTO mlops_jobs (tenant_id, job_id, model_id, state) VALUES (%s, %s, %s, 'running')"
-        " ON CONFLICT DO NOTHING",
-        (tenant, job_id, model_id),
+        "INSERT INTO mlops_jobs AS j (tenant_id, job_id, model_id, state, attempt)"
+        " VALUES (%s, %s, %s, 'running', %s)"
+        " ON CONFLICT (tenant_id, job_id) DO UPDATE SET attempt = EXCLUDED.attempt"
+        " WHERE j.state = 'running' AND j.attempt < EXCLUDED.attempt",
+        (tenant, job_id, model_id, attempt),
     )
     job = await find_job(conn, tenant, job_id)
-    return job if job is not None and job.state != RUNNING else None
+    assert job is not None
+    return None if job.state == RUNNING and job.attempt == attempt else job
 
 
-async def fail_job(conn: Connection, tenant: str, job_id: str, error: str) -> None:
-    await conn.execute(
-        "UPDATE mlops_jobs SET state = 'failed', error = %s, finished_at = now() WHERE tenant_id = %s AND job_id = %s",
-        (error, tenant, job_id),
+async def _finish(conn: Connection, tenant: str, job_id: str, attempt: int) -> bool:
+    """Fence a finish: only the attempt that owns the running job may."""
+    cur = await conn.execute(
+        "SELECT 1 FROM mlops_jobs WHERE tenant_id = %s AND job_id = %s AND state = 'running' AND attempt = %s"
+        " FOR UPDATE",
+        (tenant, job_id, attempt),
     )
+    return await cur.fetchone() is not None
+
+
+async def fail_job(conn: Connection, tenant: str, job_id: str, attempt: int, error: str) -> bool:
+    """Record the failure; False if another attempt owns the job (nothing written)."""
+    cur = await conn.execute(
+        "UPDATE mlops_jobs SET state = 'failed', error = %s, finished_at = now()"
+        " WHERE tenant_id = %s AND job_id = %s AND state = 'running' AND attempt = %s",
+        (error, tenant, job_id, attempt),
+    )
+    return cur.rowcount == 1
 
 
 async def add_version(
-    conn: Connection, tenant: str, model_id: str, job_id: str, model_type: str, training_data: str,
+    conn: Connection, tenant: str, model_id: str, job_id: str, attempt: int, model_type: str, training_data: str,
     parameters: dict[str, Any], metrics: dict[str, float], feature_names: list[str], classes: list[str],
     artifact: Artifact,
-) -> int:
+) -> int | None:
     """Store the model's next version and finish its job; call inside a
-    transaction. The model row's lock numbers concurrent versions in turn."""
+    transaction. The model row's lock numbers concurrent versions in turn.
+    None, and nothing stored, if this attempt no longer owns the job."""
+    if not await _finish(conn, tenant, job_id, attempt):
+        return None
     await conn.execute(
         "INSERT INTO mlops_models (tenant_id, model_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", (tenant, model_id)
     )
@@ -90,13 +117,13 @@ async def add_version(
 
 async def find_job(conn: Connection, tenant: str, job_id: str) -> Job | None:
     cur = await conn.execute(
-        "SELECT model_id, state, version, error FROM mlops_jobs WHERE tenant_id = %s AND job_id = %s",
+        "SELECT model_id, state, version, error, attempt FROM mlops_jobs WHERE tenant_id = %s AND job_id = %s",
         (tenant, job_id),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    return Job(job_id, str(row[0]), str(row[1]), None if row[2] is None else int(row[2]), str(row[3]))
+    return Job(job_id, str(row[0]), str(row[1]), None if row[2] is None else int(row[2]), str(row[3]), int(row[4]))
 
 
 _VERSION_COLUMNS = "version, job_id, model_type, training_data, metrics, feature_names, classes, created_at"

@@ -11,6 +11,7 @@ Loaded models are cached per version, which never changes once stored."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from ai.envelope.v1 import envelope_pb2
 from ai.mlops.v1 import mlops_bus, mlops_pb2
 from aisdk.components.mlops import artifacts, datasets, predicting, registry
 from aisdk.components.mlops.training import Trained, TrainingError, train
+from aisdk.components.retention import Pruner
 from aisdk.components.storage import Database, Pool
 from runtime.contract import Context
 from runtime.errors import HandlerError
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from runtime.bus import Bus
 
 COMPONENT = "mlops"
+log = logging.getLogger("aisdk.mlops")
 ENVIRONMENT_ENV = "AISDK_MLOPS_ENVIRONMENT"
 DEFAULT_ENVIRONMENT = "production"
 MODELS_CACHED = 32
@@ -60,17 +63,19 @@ def _version(text: str, model_id: str) -> int:
 class Mlops(mlops_bus.MlopsServiceHandler):
     def __init__(self, database_url: str | None = None, environment: str | None = None) -> None:
         self._db = Database(COMPONENT, database_url)
+        self._retention = Pruner(COMPONENT)
         self.environment = environment or os.environ.get(ENVIRONMENT_ENV) or DEFAULT_ENVIRONMENT
         self._tel = Telemetry.disabled()
         self._models: OrderedDict[tuple[str, str, int], tuple[Any, registry.Version]] = OrderedDict()
 
     async def start(self, bus: Bus) -> None:
         self._tel = bus.telemetry if bus.telemetry is not None else Telemetry.disabled()
-        await self._db.open()
+        await self._retention.start(await self._db.open())
         # scikit-learn takes about 0.7 s to import: not in the first job's time.
         await asyncio.to_thread(__import__, "sklearn.linear_model")
 
     async def stop(self) -> None:
+        await self._retention.stop()
         await self._db.close()
 
     @property
@@ -84,28 +89,39 @@ class Mlops(mlops_bus.MlopsServiceHandler):
         attrs = {ATTR.TENANT_ID: tenant, JOB_ID: request.job_id, MODEL_ID: model_id, MODEL_TYPE: request.model_type}
         with self._tel.span(SPAN.MLOPS_TRAINING_JOB, attrs) as span:
             async with self.pool.connection() as conn:
-                done = await registry.begin_job(conn, tenant, request.job_id, model_id)
-            if done is not None:
-                return  # a redelivery of a job that already has its outcome
+                other = await registry.begin_job(conn, tenant, request.job_id, model_id, ctx.attempt)
+            if other is not None:
+                # A redelivery of a job that already has its outcome, or one
+                # that a later delivery has taken over: nothing to do here.
+                return
             parameters = json_format.MessageToDict(request.parameters)
             try:
                 trained, data = await asyncio.to_thread(self._train, request, parameters)
             except (datasets.DatasetError, TrainingError) as e:
                 async with self.pool.connection() as conn:
-                    await registry.fail_job(conn, tenant, request.job_id, str(e))
+                    if not await registry.fail_job(conn, tenant, request.job_id, ctx.attempt, str(e)):
+                        return self._superseded(tenant, request.job_id, ctx.attempt)
                 self._tel.metrics.counter(METRIC.MLOPS_TRAINING_JOBS).add(1, {ATTR.TENANT_ID: tenant, STATUS: "failed"})
                 code = Code.CODE_NOT_FOUND if isinstance(e, datasets.DatasetError) else Code.CODE_INVALID_ARGUMENT
                 raise HandlerError(code, f"training job {request.job_id!r}: {e}") from e
             artifact = await asyncio.to_thread(artifacts.dump, trained.model)
             async with self.pool.connection() as conn, conn.transaction():
                 version = await registry.add_version(
-                    conn, tenant, model_id, request.job_id, request.model_type, request.training_data, parameters,
-                    trained.metrics, data.feature_names, trained.classes, artifact,
+                    conn, tenant, model_id, request.job_id, ctx.attempt, request.model_type, request.training_data,
+                    parameters, trained.metrics, data.feature_names, trained.classes, artifact,
                 )
+            if version is None:
+                return self._superseded(tenant, request.job_id, ctx.attempt)
             span.set_attribute(MODEL_VERSION, str(version))
             for name, value in trained.metrics.items():
                 span.set_attribute(METRIC_PREFIX + name, value)
         self._tel.metrics.counter(METRIC.MLOPS_TRAINING_JOBS).add(1, {ATTR.TENANT_ID: tenant, STATUS: "succeeded"})
+
+    def _superseded(self, tenant: str, job_id: str, attempt: int) -> None:
+        # Its outcome is the later delivery's to record; this run's is dropped.
+        log.warning("training job %s: delivery %d was superseded by a later one; its result is dropped",
+                    job_id, attempt)
+        self._tel.metrics.counter(METRIC.MLOPS_TRAINING_JOBS).add(1, {ATTR.TENANT_ID: tenant, STATUS: "superseded"})
 
     @staticmethod
     def _train(job: mlops_pb2.TrainingJob, parameters: dict[str, Any]) -> tuple[Trained, datasets.Dataset]:
