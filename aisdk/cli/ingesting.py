@@ -103,6 +103,22 @@ def read(item: Item) -> rag_pb2.RagDocument:
     return doc
 
 
+async def prepared(bus: Bus, tenant: str, item: Item) -> rag_pb2.RagDocument:
+    """The document as one message, or, when its bytes would not fit the
+    server's max_payload, as a reference to a JetStream object holding them
+    (aisdk.components.rag.objects)."""
+    from ai.rag.v1 import rag_pb2
+
+    from aisdk.components.rag import objects
+
+    doc = read(item)
+    size = len(doc.data) or len(doc.content.encode())
+    if not objects.too_large(size, bus.nc.max_payload):
+        return doc
+    ref = await objects.put(bus.nc.jetstream(), tenant, item.document_id, item.path.read_bytes())
+    return rag_pb2.RagDocument(document_id=doc.document_id, source_uri=doc.source_uri, content_ref=ref)
+
+
 class Progress:
     """One redrawn line on a terminal; nothing anywhere else."""
 
@@ -170,7 +186,7 @@ async def ingest(bus: Bus, tenant: str, items: Sequence[Item], *, timeout: float
             progress.draw(summary)
         for item in items:
             try:
-                await client.ingest(read(item))
+                await client.ingest(await prepared(bus, tenant, item))
             except (OSError, PlatformError) as e:
                 # Not sent (unreadable, over the contract's or the server's size): it alone fails.
                 settle(item.document_id, "failed", f"not sent: {e}")

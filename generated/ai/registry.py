@@ -99,6 +99,7 @@ VALIDATORS: Final[Mapping[str, Validator]] = {
     "ai.prompt.v1.PromptTemplate": ai_prompt_v1.validate_prompt_template,
     "ai.rag.v1.Chunk": ai_rag_v1.validate_chunk,
     "ai.rag.v1.IngestStatus": ai_rag_v1.validate_ingest_status,
+    "ai.rag.v1.ObjectRef": ai_rag_v1.validate_object_ref,
     "ai.rag.v1.QueryParameters": ai_rag_v1.validate_query_parameters,
     "ai.rag.v1.RagDocument": ai_rag_v1.validate_rag_document,
     "ai.rag.v1.RagQuery": ai_rag_v1.validate_rag_query,

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from ai.envelope.v1 import envelope_pb2
 from ai.rag.v1 import rag_bus, rag_pb2
 
 from aisdk.components.gateway import models
-from aisdk.components.rag import chunking, parsing, tokens
+from aisdk.components.rag import chunking, objects, parsing, tokens
 from aisdk.components.rag.embedding import WrongDimensions, embed
 from aisdk.components.rag.settings import Settings
 from aisdk.components.rag.store import DIMENSIONS, ChunkRow, ChunkStore, DocumentRow, StoreError
@@ -107,8 +108,10 @@ def _supplied(doc: rag_pb2.RagDocument, kind: str) -> Parsed:
 
 class Ingestor:
     def __init__(self, bus: Transport, store: ChunkStore, tel: Telemetry, settings: Settings,
-                 max_deliver: int) -> None:
+                 max_deliver: int, jetstream: Any = None) -> None:
         self._bus = bus
+        # Where documents too large for a message wait (rag.objects).
+        self._jetstream = jetstream
         self._store = store
         self._tel = tel
         self._settings = settings
@@ -116,6 +119,29 @@ class Ingestor:
         # The provider model behind the embedding alias, from the deployment's
         # model settings (the gateway reads the same ones).
         self._embedder = models.from_env().resolve(settings.embedding_model)
+
+    async def _fetched(self, doc: rag_pb2.RagDocument, ref: rag_pb2.ObjectRef, tenant: str) -> rag_pb2.RagDocument:
+        """The document with the referenced bytes in place of the reference:
+        text as content, anything else (a PDF, bytes that are not UTF-8) as
+        data, as `aisdk ingest` sends a small one."""
+        if self._jetstream is None:
+            raise Poison("content_ref needs JetStream, and this worker has none")
+        try:
+            data = await objects.take(self._jetstream, tenant, ref)
+        except objects.ObjectError as e:
+            raise Poison(str(e)) from e
+        out = rag_pb2.RagDocument()
+        out.CopyFrom(doc)
+        out.ClearField("content_ref")
+        pdf = doc.content_type == "application/pdf" or doc.source_uri.lower().endswith(".pdf")
+        if pdf:
+            out.data = data
+        else:
+            try:
+                out.content = data.decode("utf-8")
+            except UnicodeDecodeError:
+                out.data = data
+        return out
 
     async def __call__(self, doc: rag_pb2.RagDocument, ctx: Context) -> None:
         tenant = ctx.tenant_id
@@ -130,7 +156,12 @@ class Ingestor:
             if ctx.attempt == 1:
                 await report(State.INGEST_STATE_QUEUED)
             try:
+                ref = doc.content_ref if doc.HasField("content_ref") else None
+                if ref is not None:
+                    doc = await self._fetched(doc, ref, tenant)
                 indexed = await self._ingest(doc, tenant, report)
+                if ref is not None:
+                    await objects.delete(self._jetstream, ref)
             except Poison as e:
                 await report(State.INGEST_STATE_FAILED, error=str(e)[:4096])
                 raise HandlerError(Code.CODE_INVALID_ARGUMENT, f"document {doc.document_id}: {e}") from e

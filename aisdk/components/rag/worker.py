@@ -37,7 +37,7 @@ class RagWorker(rag_bus.RagServiceHandler):
         tel = bus.telemetry if bus.telemetry is not None else Telemetry.disabled()
         durability = bus.durability(rag_bus.RAG_INGEST)
         max_deliver = durability.max_deliver if durability is not None else 1
-        self._ingestor = Ingestor(bus, self.store, tel, self.settings, max_deliver)
+        self._ingestor = Ingestor(bus, self.store, tel, self.settings, max_deliver, bus.nc.jetstream())
         self._answerer = Answerer(bus, self.store, tel, self.settings)
 
     async def stop(self) -> None:

@@ -73,6 +73,31 @@ def validate_rag_document(m: rag_pb2.RagDocument, prefix: str = '') -> list[Viol
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "content_type", "max_len", f"length {len(v)} exceeds 128"))
+    if m.HasField("content_ref"):
+        out.extend(validate_object_ref(m.content_ref, prefix + "content_ref."))
+    return out
+
+
+def validate_object_ref(m: rag_pb2.ObjectRef, prefix: str = '') -> list[Violation]:
+    """Check ai.rag.v1.ObjectRef against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.bucket
+    if not v:
+        out.append(Violation(prefix + "bucket", "required", "must be set"))
+    elif len(v) > 64:
+        out.append(Violation(prefix + "bucket", "max_len", f"length {len(v)} exceeds 64"))
+    v = m.name
+    if not v:
+        out.append(Violation(prefix + "name", "required", "must be set"))
+    elif len(v) > 512:
+        out.append(Violation(prefix + "name", "max_len", f"length {len(v)} exceeds 512"))
+    v = m.sha256
+    if not v:
+        out.append(Violation(prefix + "sha256", "required", "must be set"))
+    elif len(v) < 64:
+        out.append(Violation(prefix + "sha256", "min_len", f"length {len(v)} is below 64"))
+    elif len(v) > 64:
+        out.append(Violation(prefix + "sha256", "max_len", f"length {len(v)} exceeds 64"))
     return out
 
 

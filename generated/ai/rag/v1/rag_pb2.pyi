@@ -57,7 +57,7 @@ class Chunk(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., content: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RagDocument(_message.Message):
-    __slots__ = ("document_id", "content", "metadata", "chunks", "source_uri", "data", "content_type")
+    __slots__ = ("document_id", "content", "metadata", "chunks", "source_uri", "data", "content_type", "content_ref")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class RagDocument(_message.Message):
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_REF_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     content: str
     metadata: _containers.ScalarMap[str, str]
@@ -79,7 +80,20 @@ class RagDocument(_message.Message):
     source_uri: str
     data: bytes
     content_type: str
-    def __init__(self, document_id: _Optional[str] = ..., content: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ..., source_uri: _Optional[str] = ..., data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
+    content_ref: ObjectRef
+    def __init__(self, document_id: _Optional[str] = ..., content: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[Chunk, _Mapping]]] = ..., source_uri: _Optional[str] = ..., data: _Optional[bytes] = ..., content_type: _Optional[str] = ..., content_ref: _Optional[_Union[ObjectRef, _Mapping]] = ...) -> None: ...
+
+class ObjectRef(_message.Message):
+    __slots__ = ("bucket", "name", "sha256", "size")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    name: str
+    sha256: str
+    size: int
+    def __init__(self, bucket: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class IngestStatus(_message.Message):
     __slots__ = ("document_id", "state", "chunks", "error", "chunks_embedded", "unchanged", "content_hash")

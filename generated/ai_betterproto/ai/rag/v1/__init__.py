@@ -90,6 +90,26 @@ class RagDocument(betterproto.Message):
      extension of source_uri, else sniffed from the content.
     """
 
+    content_ref: "ObjectRef" = betterproto.message_field(8)
+    """
+    A document too large for one message: its bytes (what `data` or the
+     UTF-8 of `content` would hold) wait in a JetStream object store. The
+     worker reads them, checks the digest and size, and deletes the object
+     once the document is indexed.
+    """
+
+
+@dataclass(eq=False, repr=False)
+class ObjectRef(betterproto.Message):
+    """An object in a JetStream object store, named under its tenant."""
+
+    bucket: str = betterproto.string_field(1)
+    name: str = betterproto.string_field(2)
+    sha256: str = betterproto.string_field(3)
+    """SHA-256 of the bytes, hex."""
+
+    size: int = betterproto.uint64_field(4)
+
 
 @dataclass(eq=False, repr=False)
 class IngestStatus(betterproto.Message):
