@@ -124,6 +124,38 @@ def test_evidence_features_weigh_what_the_chunks_hold() -> None:
     assert held["exact"] == 1.0 and held["fused_top"] == 1.0 and held["agreement"] == 0.2
 
 
+def test_names_are_identifiers_and_capitalised_phrases_not_sentence_starts_or_numbers() -> None:
+    assert evidence.names("How do I configure an Always On availability group in SQL Server?") == [
+        "Always On", "SQL Server"]
+    assert evidence.names("My server refuses writes. Which setting is it? Can I fix it in 30 seconds?") == []
+    assert evidence.names("How do I write a trigger in PL/Perl with $_TD and pg_hba.conf, e.g. with --jobs?") == [
+        "PL/Perl", "$_TD", "pg_hba.conf", "--jobs"]
+    assert evidence.names("How do I query a parent/child hierarchy?") == []
+
+
+def test_a_name_only_mentioned_in_passing_is_unfocused_and_a_headed_one_is_not() -> None:
+    stats = _stats({"ldap": 2}, {"ldap": {"c1"}})
+    passing = Candidate("doc", "c1", "Client Applications", "Methods: password, LDAP, radius.", "", 0.5, 0.03)
+    headed = Candidate("doc", "c1", "LDAP Authentication", "Configure LDAP with a server name.", "", 0.5, 0.03)
+    asked = "How do I configure LDAP authentication?"
+    mentioned = evidence.features(stats, evidence.Retrieved([passing], [passing], [passing], [passing]), asked)
+    explained = evidence.features(stats, evidence.Retrieved([headed], [headed], [headed], [headed]), asked)
+    assert mentioned["has_names"] == explained["has_names"] == 1.0
+    assert mentioned["names_missing"] == explained["names_missing"] == 0.0
+    assert mentioned["names_unfocused"] == 1.0 and explained["names_unfocused"] == 0.0
+
+
+def test_the_rarest_terms_held_apart_are_not_a_rare_pair() -> None:
+    frequency = {"logic": 40, "replic": 30, "subscript": 3}
+    apart = _stats(frequency, {"logic": {"c1"}, "replic": {"c1"}, "subscript": {"c2"}})
+    together = _stats(frequency, {"logic": set(), "replic": {"c1"}, "subscript": {"c1"}})
+    chosen = _found([_chunk("c1"), _chunk("c2")])
+    assert evidence.features(apart, chosen)["rare_pair"] == 0.0
+    assert evidence.features(together, chosen)["rare_pair"] == 1.0
+    # One term the documents use: it alone is the pair.
+    assert evidence.features(_stats({"refund": 3, "peru": 0}, {"refund": {"c1"}}), chosen)["rare_pair"] == 1.0
+
+
 def test_the_shipped_calibration_answers_held_evidence_and_refuses_missing_evidence() -> None:
     model = evidence.calibration()
     held = evidence.decide(_stats({"refund": 3, "polici": 20}, {"refund": {"c1"}, "polici": {"c1"}}),

@@ -24,7 +24,16 @@ what the question asks for against what the retrieved chunks hold:
   `innodb_buffer_pool_size` or `--jobs`, and capitalised words inside the
   question such as MongoDB) that no retrieved chunk contains verbatim. Text
   search splits an identifier into words the documents do hold, so a name
-  they never mention is only seen whole.
+  they never mention is only seen whole;
+- `names_unfocused`: the share of the question's names that are neither in
+  the heading of one of the three best fused chunks nor twice in the kept
+  chunks: a name the documents mention in passing (`pg_hba.conf` in a list of
+  files) is not a name they explain;
+- `has_names`: the question names something at all (so that the two name
+  features above weigh only where there are names);
+- `rare_pair`: the question's two rarest terms that the tenant uses (or the
+  one, if it uses only one) are held together by one kept chunk. An unanswerable question's rare words tend to
+  be scattered over chunks about other things.
 
 A logistic model turns them into a support in 0..1. Its weights and the
 threshold below which the worker abstains are calibrated on the evaluation
@@ -46,14 +55,21 @@ from aisdk.components.rag.fusion import RRF_K, Candidate
 from aisdk.components.rag.store import TermStatistics
 
 FEATURES = ("coverage", "weighted_coverage", "missing_rarity", "unknown_terms", "similarity", "exact", "fused_top",
-            "agreement", "names_missing")
+            "agreement", "names_missing", "names_unfocused", "has_names", "rare_pair")
 # A token of the question that names something: it has an underscore, a
-# digit, a dollar sign, a dot or slash inside, a leading "--", or a capital
-# letter after its first character (MySQL, PQexec, PL/Perl).
-_NOT_NAMES = frozenset({"e.g", "i.e", "etc"})
-_TOKEN = re.compile(r"[\w$./+-]+")
-_NAMED = re.compile(r"^--\w|[_$]|\w[./]\w|\d|^.+[A-Z]")
+# dollar sign, a dot or slash inside, a leading "--", or a capital letter
+# after its first character (MySQL, PQexec, PL/Perl). Numbers are not names
+# ("30 seconds" is asked in words the documents need not share), nor are
+# lower-case pairs such as parent/child.
+_NOT_NAMES = frozenset(
+    "e.g i.e etc how which what why when where who whom whose can could should would will is are was were do does "
+    "did may might must shall has have had my i a an the if".split())
+_TOKEN = re.compile(r"[\w$./+-]+|[?!]|\.(?=\s|$)")
+_SENTENCE_END = frozenset("?!.")
+_NAMED = re.compile(r"^--\w|[_$]|\w[./]\w|^.+[A-Z]")
 AGREEMENT_DEPTH = 5
+# Headings of the best fused chunks that a name may stand in (names_unfocused).
+HEADING_DEPTH = 3
 CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
 
 
@@ -84,21 +100,27 @@ def _top_documents(ranking: Sequence[Candidate]) -> list[str]:
 
 def names(question: str) -> list[str]:
     """The question's names (see `names_missing`). Adjacent capitalised words
-    are one name ("SQL Server", "Always On"); a capitalised first word is only
-    the start of a sentence unless another mark makes it a name."""
+    are one name ("SQL Server", "Always On"); a capitalised word that starts a
+    sentence is only that unless another mark makes it a name, and question
+    words and numbers never are."""
     out: list[str] = []
     run: list[str] = []
-    for i, match in enumerate(_TOKEN.finditer(question)):
-        token = match.group().strip(".,;:?!'\"()").rstrip("/")
-        if len(token) < 2 or token.lower() in _NOT_NAMES:
+    starts = True
+    for match in _TOKEN.finditer(question):
+        raw = match.group()
+        if raw in _SENTENCE_END:
+            run, starts = _close(run, out), True
+            continue
+        token = raw.strip(".,;:?!'\"()").rstrip("/")
+        first, starts = starts, False
+        if len(token) < 2 or token.lower() in _NOT_NAMES or token.isdigit():
             run = _close(run, out)
             continue
-        if i > 0 and token[:1].isupper() and token.isalpha() and token != "I":
+        if not first and token[:1].isupper() and token.replace("-", "").isalpha():
             run.append(token)
             continue
-        marked = _NAMED.search(token[0].lower() + token[1:]) is not None
         run = _close(run, out)
-        if marked:
+        if _NAMED.search(token[0].lower() + token[1:]) and not (token.islower() and "/" in token):
             out.append(token)
     _close(run, out)
     return out
@@ -127,7 +149,12 @@ def features(stats: TermStatistics, found: Retrieved, question: str = "") -> dic
     if asked:
         text = " ".join(f"{c.heading} {c.content}" for c in chosen)
         lowered = text.lower()
+        headings = " ".join(c.heading for c in found.fused[:HEADING_DEPTH])
+        out["has_names"] = 1.0
         out["names_missing"] = sum(not _held(n, text, lowered) for n in asked) / len(asked)
+        out["names_unfocused"] = sum(
+            not (_held(n, headings, headings.lower()) or lowered.count(n.lower()) >= 2) for n in asked
+        ) / len(asked)
     if not chosen:
         return out
     out["similarity"] = max(c.similarity for c in chosen)
@@ -149,6 +176,9 @@ def features(stats: TermStatistics, found: Retrieved, question: str = "") -> dic
     out["weighted_coverage"] = best_weight
     out["missing_rarity"] = max(missing, default=0.0) / ceiling
     out["unknown_terms"] = sum(stats.frequency[t] == 0 for t in terms) / len(terms)
+    known = sorted((t for t in terms if stats.frequency[t] > 0), key=lambda t: (-rarity[t], t))[:2]
+    out["rare_pair"] = float(bool(known) and any(
+        all(c.chunk_id in stats.holders.get(t, ()) for t in known) for c in chosen))
     return out
 
 
