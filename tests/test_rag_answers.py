@@ -95,7 +95,7 @@ def test_truncation_keeps_whole_words_within_the_limit(extractive: None) -> None
     assert local.truncate_words("short answer", 100, local.CHAT_MODEL) == ("short answer", False)
 
 
-def _stats(frequency: dict[str, int], holders: dict[str, set[str]], chunks: int = 100) -> TermStatistics:
+def _stats(frequency: dict[str, int], holders: dict[str, set[str]], chunks: int = 1000) -> TermStatistics:
     return TermStatistics(chunks, frequency, {t: frozenset(h) for t, h in holders.items()})
 
 
@@ -154,6 +154,18 @@ def test_the_rarest_terms_held_apart_are_not_a_rare_pair() -> None:
     assert evidence.features(together, chosen)["rare_pair"] == 1.0
     # One term the documents use: it alone is the pair.
     assert evidence.features(_stats({"refund": 3, "peru": 0}, {"refund": {"c1"}}), chosen)["rare_pair"] == 1.0
+
+
+def test_a_word_missing_from_a_few_chunks_counts_less_than_from_thousands() -> None:
+    frequency, holders = {"tablet": 0, "screen": 1, "stop": 1}, {"screen": {"c1"}, "stop": {"c2"}}
+    chosen = _found([_chunk("c1"), _chunk("c2")])
+    small = evidence.features(_stats(frequency, holders, chunks=4), chosen)
+    large = evidence.features(_stats(frequency, holders, chunks=4000), chosen)
+    assert large["unknown_terms"] == pytest.approx(1 / 3) and large["missing_rarity"] == 1.0
+    assert 0 < small["unknown_terms"] < large["unknown_terms"] and 0 < small["missing_rarity"] < 1.0
+    # The rarest pair is apart: that counts in full at 4,000 chunks, little at 4.
+    assert large["rare_pair"] == 0.0 and small["rare_pair"] > 0.5
+    assert evidence.absence_weight(0) == 0.0 and evidence.absence_weight(evidence.EVIDENCE_CHUNKS) == 1.0
 
 
 def test_the_shipped_calibration_answers_held_evidence_and_refuses_missing_evidence() -> None:

@@ -32,8 +32,13 @@ what the question asks for against what the retrieved chunks hold:
 - `has_names`: the question names something at all (so that the two name
   features above weigh only where there are names);
 - `rare_pair`: the question's two rarest terms that the tenant uses (or the
-  one, if it uses only one) are held together by one kept chunk. An unanswerable question's rare words tend to
-  be scattered over chunks about other things.
+  one, if it uses only one) are held together by one kept chunk. An
+  unanswerable question's rare words tend to be scattered over chunks about
+  other things.
+
+`missing_rarity`, `unknown_terms` and `rare_pair` are weighed by the size of
+the tenant's index (`absence_weight`): that a word is missing from five
+chunks says little.
 
 A logistic model turns them into a support in 0..1. Its weights and the
 threshold below which the worker abstains are calibrated on the evaluation
@@ -70,6 +75,12 @@ _NAMED = re.compile(r"^--\w|[_$]|\w[./]\w|^.+[A-Z]")
 AGREEMENT_DEPTH = 5
 # Headings of the best fused chunks that a name may stand in (names_unfocused).
 HEADING_DEPTH = 3
+# A word missing from a handful of chunks says little (a short FAQ lacks most
+# words of any paraphrase), from thousands it says much: the absence features
+# count in full from this many chunks of the tenant, and less below (by the
+# logarithm), and rare_pair leans toward held, since which of a few chunks'
+# words are "rarest" is chance.
+EVIDENCE_CHUNKS = 1000
 CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
 
 
@@ -177,9 +188,18 @@ def features(stats: TermStatistics, found: Retrieved, question: str = "") -> dic
     out["missing_rarity"] = max(missing, default=0.0) / ceiling
     out["unknown_terms"] = sum(stats.frequency[t] == 0 for t in terms) / len(terms)
     known = sorted((t for t in terms if stats.frequency[t] > 0), key=lambda t: (-rarity[t], t))[:2]
-    out["rare_pair"] = float(bool(known) and any(
-        all(c.chunk_id in stats.holders.get(t, ()) for t in known) for c in chosen))
+    pair = float(bool(known) and any(all(c.chunk_id in stats.holders.get(t, ()) for t in known) for c in chosen))
+    weight = absence_weight(stats.chunks)
+    out["missing_rarity"] *= weight
+    out["unknown_terms"] *= weight
+    out["rare_pair"] = weight * pair + (1 - weight)
     return out
+
+
+def absence_weight(chunks: int) -> float:
+    """How much a word's absence from the tenant's chunks counts (see
+    EVIDENCE_CHUNKS): 0.26 for 5 chunks, 1 from EVIDENCE_CHUNKS on."""
+    return min(1.0, math.log1p(chunks) / math.log1p(EVIDENCE_CHUNKS))
 
 
 @dataclass(frozen=True, slots=True)
