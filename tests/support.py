@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -156,6 +157,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    # time.monotonic() when it arrived
+    at: float = 0.0
 
 
 class TestProvider:
@@ -273,7 +276,8 @@ as a context manager; `base` is the api_base."""
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 with provider._lock:
-                    provider.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    provider.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                                                      time.monotonic()))
                 fault = provider._next_fault()
                 if fault is not None and fault.cut_after is None:
                     self._error(fault)

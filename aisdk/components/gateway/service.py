@@ -62,7 +62,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 [d.id for d in config.models.deployments], self._client(config.health_tenant).health,
                 interval_s=config.health_interval_s, config=config.breaker,
             )
-            self._health.shared = await SharedBreakers.open(bus, self._health.tracker, bucket=config.breaker.bucket)
+            self._health.shared = await SharedBreakers.open(
+                bus, self._health.tracker, {d.id: d.identity for d in config.models.deployments},
+                bucket=config.breaker.bucket)
             outcome = self._health.outcome
         self.providers = Providers(config.models, retries=config.retries, outcome=outcome)
         if config.cache is not None:

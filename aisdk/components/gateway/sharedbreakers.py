@@ -2,7 +2,9 @@
 
 A worker whose breaker opens (or whose provider answered 429 with a
 Retry-After) writes the deployment's state to bucket `gateway_breakers`:
-`{"state": "open" | "held" | "closed", "until": epoch seconds, "worker": id}`.
+`{"deployment": identity, "state": "open" | "held" | "closed", "until": epoch
+seconds, "worker": id}`, under a hash of the deployment's identity (its id,
+provider model and endpoint: models.Deployment.identity).
 Every worker watches the bucket and sets its own breaker from what others
 wrote, so a deployment one worker found dead is skipped by all of them
 without another failed call, and a worker that starts later reads the
@@ -22,7 +24,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nats.js.kv import KeyValue
@@ -40,9 +42,13 @@ OPEN, HELD, CLOSED = "open", "held", "closed"
 class SharedBreakers:
     """Use `await SharedBreakers.open(bus, tracker)`, then start()."""
 
-    def __init__(self, kv: KeyValue, tracker: HealthTracker, *, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, kv: KeyValue, tracker: HealthTracker, identities: Mapping[str, str], *,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.kv = kv
         self.tracker = tracker
+        # deployment id -> what names it across workers (models.Deployment.identity)
+        self.identities = dict(identities)
+        self._deployments = {identity: d for d, identity in self.identities.items()}
         self.wall_clock = wall_clock
         self.worker = uuid.uuid4().hex[:12]
         self.adopted = 0  # states taken from other workers
@@ -51,26 +57,29 @@ class SharedBreakers:
         self._pending: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, bus: Connected, tracker: HealthTracker, *, bucket: str = DEFAULT_BUCKET) -> SharedBreakers:
+    async def open(cls, bus: Connected, tracker: HealthTracker, identities: Mapping[str, str], *,
+                   bucket: str = DEFAULT_BUCKET) -> SharedBreakers:
         b = await open_bucket(jetstream(bus), bucket, max_age_s=MAX_AGE_S, description="gateway circuit breakers")
-        return cls(b.kv, tracker)
+        return cls(b.kv, tracker, identities)
 
     # -- writing: what this worker learnt ------------------------------------
 
     def share(self, deployment: str, state: str, seconds: float = 0.0) -> None:
         """Write a state in the background: called from a call's outcome,
         which must not wait for the store (nor fail when it is down)."""
-        record = {"deployment": deployment, "state": state, "until": self.wall_clock() + seconds,
-                  "worker": self.worker}
-        task = asyncio.create_task(self._put(deployment, record))
+        identity = self.identities.get(deployment)
+        if identity is None:
+            return
+        record = {"deployment": identity, "state": state, "until": self.wall_clock() + seconds, "worker": self.worker}
+        task = asyncio.create_task(self._put(identity, record))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _put(self, deployment: str, record: dict[str, Any]) -> None:
+    async def _put(self, identity: str, record: dict[str, Any]) -> None:
         try:
-            await self.kv.put(token(deployment), json.dumps(record).encode())
+            await self.kv.put(token(identity), json.dumps(record).encode())
         except Exception as e:  # noqa: BLE001 - the local breaker still protects this worker
-            log.warning("could not share the breaker of %s: %s", deployment, e)
+            log.warning("could not share the breaker of %s: %s", identity, e)
 
     def opened(self, breaker: CircuitBreaker) -> None:
         self.share(breaker.deployment, OPEN, max(0.0, breaker.reopens_at() - breaker.clock()))
@@ -86,8 +95,8 @@ class SharedBreakers:
     def apply(self, record: dict[str, Any]) -> bool:
         """Set this worker's breaker from another worker's record; True if it
         was applied (not this worker's own, not an expired one)."""
-        deployment, state = record.get("deployment"), record.get("state")
-        if record.get("worker") == self.worker or not isinstance(deployment, str):
+        deployment, state = self._deployments.get(str(record.get("deployment"))), record.get("state")
+        if record.get("worker") == self.worker or deployment is None:
             return False
         left = float(record.get("until", 0.0)) - self.wall_clock()
         breaker = self.tracker.breaker(deployment)
