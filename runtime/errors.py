@@ -75,7 +75,7 @@ class Unimplemented(PlatformError, NotImplementedError):
 
 def retry_after_text(seconds: float | None) -> str:
     """" (retry after 2.5 s)", the way every error shows its retry-after."""
-    return f" (retry after {seconds:.3g} s)" if seconds is not None else ""
+    return f" (retry after {seconds:.1f} s)" if seconds is not None else ""
 
 
 class RemoteError(PlatformError):

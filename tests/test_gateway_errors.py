@@ -10,6 +10,7 @@ window can hold and fail open when their store is gone."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -151,7 +152,7 @@ async def test_a_429_retry_after_is_returned_and_keeps_the_deployment_aside(
     assert e.value.code == Code.CODE_RESOURCE_EXHAUSTED and e.value.retryable
     assert e.value.retry_after is not None and 590 < e.value.retry_after <= 600
     assert "Rate limit reached for requests" in e.value.message
-    assert str(e.value).endswith(f"(retry after {e.value.retry_after:.3g} s)")
+    assert str(e.value).endswith(f"(retry after {e.value.retry_after:.1f} s)")
     assert len(provider.received) == 1, "the Router did not wait the Retry-After out, nor retry"
     # Within the provider's Retry-After nothing is sent to it.
     with pytest.raises(RemoteError) as again:
@@ -330,3 +331,37 @@ async def test_the_runtime_retries_no_sooner_than_a_handlers_retry_after(bus: Bu
     r = await gateway_bus.GatewayServiceClient(bus, t).requests(chat("q1"), retries=2)
     assert r.response == "ok" and len(arrivals) == 2
     assert arrivals[1] - arrivals[0] >= 0.3
+
+
+# -- item 4: the commands show the retry-after -----------------------------------
+
+
+async def test_aisdk_request_and_ask_show_the_retry_after(nats_url: str, provider: TestProvider) -> None:
+    import subprocess
+    import sys
+
+    from aisdk.components.api import Api
+    from tests.support import checkout_env
+
+    t = tenant()
+
+    async def aisdk(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "aisdk.cli", *args, "--tenant", t,
+                                                        "--nats-url", nats_url],
+                                       env=checkout_env(), capture_output=True, text=True, timeout=120)
+
+    async with Bus(nats_url, BusSettings(name="gw-cli")) as b:
+        await b.serve(gateway(provider, fallback=False), tenants=[t])
+        await b.serve(Api(), tenants=[t])
+        provider.fail(Fault(429, "Rate limit reached", "rate_limit_exceeded", retry_after=600))
+        request = await aisdk("request", "gateway.requests", "--data", '{"model": "chat", "prompt": "Hello?"}')
+        ask = await aisdk("ask", "Hello again?", "--mode", "llm")
+    assert request.returncode == 1 and request.stdout == ""
+    assert request.stderr.startswith(f"aisdk request: RESOURCE_EXHAUSTED from ai.gateway.requests.{t}: ")
+    assert re.search(r"\(retry after 59\d\.\d s\)$|\(retry after 600\.0 s\)$", request.stderr.rstrip()), request.stderr
+    assert ask.returncode == 1
+    # The API passes the gateway's error on, the retry-after with it (the
+    # deployment is still held: nothing was sent to the provider).
+    assert ask.stderr.startswith(f"aisdk ask: UNAVAILABLE from ai.api.queries.{t}: "), ask.stderr
+    assert re.search(r"\(retry after 5\d\d\.\d s\)$", ask.stderr.rstrip()), ask.stderr
+    assert len(provider.received) == 1
