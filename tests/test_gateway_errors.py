@@ -256,6 +256,30 @@ async def test_an_open_breaker_reaches_every_worker_and_a_later_one(nats_url: st
     assert len(provider.received) == 1, "only the worker that found out called the provider"
 
 
+async def test_health_comes_from_traffic_and_no_probe_reaches_the_provider(
+        nats_url: str, provider: TestProvider) -> None:
+    t = tenant()
+    events: asyncio.Queue[gateway_pb2.ProviderHealth] = asyncio.Queue()
+
+    async def on_health(observed: Any) -> None:
+        events.put_nowait(observed.payload)
+
+    async with Bus(nats_url, BusSettings(name="gw-health")) as b:
+        await b.subscribe(gateway_bus.GATEWAY_HEALTH, on_health, tenant_id=t)
+        await b.serve(gateway(provider, health_tenant=t, health_interval_s=0.05))
+        client = gateway_bus.GatewayServiceClient(b, t)
+        assert (await client.requests(chat("p1"))).model == MODEL
+        provider.fail(TestProvider.OVERLOADED)
+        assert (await client.requests(chat("p2", f"{PROMPT} Again?"))).fallback
+        seen: list[gateway_pb2.ProviderHealth] = []
+        while sum(e.provider == "chat#0" for e in seen) < 6:  # several periodic rounds
+            seen.append(await asyncio.wait_for(events.get(), 10))
+    ours = [e for e in seen if e.provider == "chat#0"]
+    assert ours[-1].error_rate == 0.5, "one of the two real calls failed"
+    assert ours[-1].latency_p95.ToNanoseconds() > 0
+    assert len(provider.received) == 2, "only the callers' requests: health sends nothing, bills nothing"
+
+
 async def test_a_breaker_closed_by_a_probe_closes_everywhere(nats_url: str, provider: TestProvider) -> None:
     bucket = f"gwb_{uuid.uuid4().hex[:12]}"
     a, b = (gateway(provider, fallback=False, breaker=BreakerConfig(failure_threshold=1, reset_timeout_s=3600,

@@ -153,13 +153,13 @@ async def _first_text(chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
         if _has_text(chunk):
             break
 
-    async def replay() -> AsyncIterator[Any]:
+    async def rejoined() -> AsyncIterator[Any]:
         for chunk in read:
             yield chunk
         async for chunk in iterator:
             yield chunk
 
-    return replay()
+    return rejoined()
 
 
 class Providers:

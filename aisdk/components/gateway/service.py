@@ -23,7 +23,7 @@ from aisdk.components.gateway.instruments import Instruments
 from aisdk.components.gateway.operations import Operation, OperationLog, Status as OpStatus, Type as OpType
 from aisdk.components.gateway.health import DeploymentHealth
 from aisdk.components.gateway.models import Deployment
-from aisdk.components.gateway.providers import NO_GUARD, Completion, Providers, litellm
+from aisdk.components.gateway.providers import DEFAULT_RETRY_AFTER_S, NO_GUARD, Completion, Providers, litellm
 from aisdk.components.gateway.ratelimit import STORE_ERRORS, Decision, Limits, RateLimiter
 from aisdk.components.gateway.sharedbreakers import SharedBreakers
 from aisdk.components.gateway.validation import validate
@@ -435,7 +435,8 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 # Vectors of two models do not compare: never mix them in one result.
                 raise HandlerError(Code.CODE_UNAVAILABLE, f"{model} failed and {e.model} answered instead, but "
                                    f"{len(found)} of the texts are cached as {model}'s vectors; retry when "
-                                   f"{model} is back", retryable=True)
+                                   f"{model} is back", retryable=True,
+                                   retry_after=self.providers.outcome.wait(primary.id) or DEFAULT_RETRY_AFTER_S)
             for i, vector in zip(missing, e.vectors):
                 found[i] = gateway_pb2.Embedding(values=vector)
                 if self._cache is not None:
