@@ -219,6 +219,8 @@ class HealthTracker:
         self._breakers: dict[str, CircuitBreaker] = {}
         # deployment -> (time, ok, latency or None), oldest first
         self._samples: dict[str, deque[tuple[float, bool, float | None]]] = {}
+        # deployment -> calls recorded since start (the window forgets, this does not)
+        self.calls: dict[str, int] = {}
 
     def breaker(self, deployment: str) -> CircuitBreaker:
         b = self._breakers.get(deployment)
@@ -240,6 +242,7 @@ class HealthTracker:
     def record(self, deployment: str, ok: bool, latency_s: float | None) -> None:
         samples = self._samples.setdefault(deployment, deque(maxlen=self.max_samples))
         samples.append((self.clock(), ok, latency_s))
+        self.calls[deployment] = self.calls.get(deployment, 0) + 1
 
     def _recent(self, deployment: str) -> deque[tuple[float, bool, float | None]]:
         samples = self._samples.get(deployment, deque())

@@ -40,6 +40,7 @@ class DeploymentHealth:
         )
         self._pending: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._reported: dict[str, int] = {}  # deployment -> its call count at its last fallback event
 
     def _failure(self, deployment: str, retry_after_s: float | None) -> None:
         self.tracker.breaker(deployment).record_failure(retry_after_s=retry_after_s)
@@ -55,6 +56,16 @@ class DeploymentHealth:
                 self.shared.opened(breaker)
             elif new is BreakerState.CLOSED:
                 self.shared.closed(breaker)
+
+    def fell_back(self, deployment: str) -> None:
+        """A call fell back from deployment: publish its health when that
+        call changed it (it was tried and failed). A deployment skipped
+        while open or held changed nothing, and under load every request
+        would send the same event again."""
+        calls = self.tracker.calls.get(deployment, 0)
+        if calls != self._reported.get(deployment):
+            self._reported[deployment] = calls
+            self.send(deployment)
 
     def send(self, deployment: str) -> None:
         """Publish the deployment's health now, in the background."""

@@ -194,7 +194,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         span.set_attribute("gateway.fallback.to", model)
         self.inst.fallbacks.add(1, {"from": primary.model, "to": model})
         if self._health is not None:
-            self._health.send(primary.id)
+            self._health.fell_back(primary.id)
         return True
 
     def _check(self, text: str, want_json: bool, parent: Span) -> None:
