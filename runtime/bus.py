@@ -498,6 +498,37 @@ class Bus:
     async def _request(
         self, spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: CallOptions = _NO_OPTIONS
     ) -> Any:
+        retries = options.get("retries", 0) if options else 0
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
+        attempt = 1
+        while True:
+            try:
+                return await self._request_once(spec, payload, tenant_id, options)
+            except RemoteError as e:
+                wait = self._retry_wait(e, attempt, retries, options)
+                if wait is None:
+                    raise
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def _retry_wait(self, e: RemoteError, attempt: int, retries: int, options: CallOptions) -> float | None:
+        """How long to wait before sending a request again after error e, or
+        None to raise it: not retryable, no retries left, a retry-after longer
+        than the policy waits for, or a wait past the call's deadline."""
+        if not e.retryable or attempt > retries:
+            return None
+        if e.retry_after is not None and e.retry_after > self.retry.max_retry_after:
+            return None
+        wait = self.retry.delay(attempt, e.retry_after)
+        deadline = options.get("deadline")
+        if deadline is not None and time.time() + wait >= deadline:
+            return None
+        return wait
+
+    async def _request_once(
+        self, spec: SubjectSpec[Any, Any], payload: Any, tenant_id: str, options: CallOptions = _NO_OPTIONS
+    ) -> Any:
         subject = self.subject(spec, tenant_id)
         timeout = self._timeout(spec, options)
         env = self._build_envelope(spec, payload, tenant_id, options, time.time() + timeout)

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError as _ProtoDecodeError
 from google.protobuf.message import Message
 
 from ai.envelope.v1 import envelope_pb2
+from ai.envelope.v1.envelope_bus import SCHEMA_VERSION as ENVELOPE_VERSION
 from runtime.errors import DecodeError, TenantMismatch
 from runtime.versions import SchemaVersionMismatch, check_schema_version
 
@@ -113,7 +114,7 @@ def open_payload(subject: str, env: Envelope, cls: type[Any], type_name: str) ->
 
 
 def error_envelope(
-    tenant_id: str, source: str, error: envelope_pb2.Error, correlation_id: str, schema_version: str = "1.0"
+    tenant_id: str, source: str, error: envelope_pb2.Error, correlation_id: str, schema_version: str = ENVELOPE_VERSION
 ) -> bytes:
     return envelope(
         ERROR_TYPE, schema_version, tenant_id, source, error.SerializeToString(), correlation_id=correlation_id

@@ -152,6 +152,10 @@ class CallOptions(TypedDict, total=False):
     message_id: str
     deadline: float
     attributes: dict[str, str]
+    # Requests only: how many times to send the request again after a
+    # retryable error reply, waiting its retry_after (else the Bus's
+    # RetryPolicy backoff). Default 0: the first error is raised.
+    retries: int
 
 
 class Context(Protocol):

@@ -17,7 +17,7 @@ from ai.envelope.v1 import envelope_pb2
 from runtime import codec
 from runtime.context import MessageContext
 from runtime.contract import Pattern, SubjectSpec
-from runtime.errors import ContractViolation, DecodeError, HandlerError, PlatformError, TenantMismatch
+from runtime.errors import ContractViolation, DecodeError, HandlerError, PlatformError, TenantMismatch, retry_after_of
 from runtime.settings import RetryPolicy as RetryPolicy  # its home was this module
 from runtime.stats import EndpointStats
 from runtime.tenancy import stamped_account
@@ -52,7 +52,11 @@ def error_proto(exc: BaseException, spec: SubjectSpec[Any, Any]) -> envelope_pb2
         return exc.to_proto()
     if isinstance(exc, PlatformError):
         retryable = exc.retryable if isinstance(exc, HandlerError) else False
-        return Code(code=error_code(exc), message=str(exc), retryable=retryable)  # type: ignore[arg-type]
+        error = Code(code=error_code(exc), message=str(exc), retryable=retryable)  # type: ignore[arg-type]
+        after = exc.retry_after if isinstance(exc, HandlerError) else None
+        if after is not None:
+            error.retry_after.FromNanoseconds(round(after * 1e9))
+        return error
     # Never leak a traceback or an exception's text to the caller.
     return Code(code=Code.CODE_INTERNAL, message=f"internal error in {spec.service}.{spec.rpc}")
 
@@ -341,7 +345,10 @@ class Endpoint:
                 except Exception as e:  # noqa: BLE001 - retried, then dead-lettered
                     st.errors += 1
                     st.last_error = f"{type(e).__name__}: {e}"
-                    if attempt == policy.attempts or gives_up(e):
+                    after = retry_after_of(e)
+                    # Longer than the policy waits in process: dead-lettered now, replayable later.
+                    too_long = after is not None and after > policy.max_retry_after
+                    if attempt == policy.attempts or gives_up(e) or too_long:
                         log.warning("handler %s.%s failed %d times on %s: %s", self.spec.service,
                                     self.spec.rpc, attempt, subject, st.last_error)
                         await self._dead_letter(
@@ -349,7 +356,7 @@ class Endpoint:
                         )
                         return
                     st.retried += 1
-                    await asyncio.sleep(policy.delay(attempt))
+                    await asyncio.sleep(policy.delay(attempt, after))
                 else:
                     st.handled += 1
                     return
@@ -393,6 +400,11 @@ class Endpoint:
             else:
                 st.retried += 1
                 backoff = d.backoff_ms[min(attempt, len(d.backoff_ms)) - 1] / 1000 if d.backoff_ms else None
+                # An error that says when a retry can succeed (a rate limit's
+                # window) is redelivered no sooner.
+                after = retry_after_of(e)
+                if after is not None:
+                    backoff = max(backoff or 0.0, after)
                 await msg.nak(delay=backoff)
             return
         finally:

@@ -73,8 +73,14 @@ class Unimplemented(PlatformError, NotImplementedError):
         super().__init__(f"{spec.service}.{spec.rpc} ({spec.key}) is not implemented")
 
 
+def retry_after_text(seconds: float | None) -> str:
+    """" (retry after 2.5 s)", the way every error shows its retry-after."""
+    return f" (retry after {seconds:.1f} s)" if seconds is not None else ""
+
+
 class RemoteError(PlatformError):
-    """The responder answered with an ai.envelope.v1.Error."""
+    """The responder answered with an ai.envelope.v1.Error. `retry_after` is
+    its Error.retry_after in seconds, None when the responder did not say."""
 
     def __init__(
         self,
@@ -83,6 +89,7 @@ class RemoteError(PlatformError):
         violations: Sequence[Violation] = (),
         retryable: bool = False,
         subject: str = "",
+        retry_after: float | None = None,
     ) -> None:
         from ai.envelope.v1 import envelope_pb2
 
@@ -92,15 +99,17 @@ class RemoteError(PlatformError):
         self.violations = tuple(violations)
         self.retryable = retryable
         self.subject = subject
+        self.retry_after = retry_after
         where = f" from {subject}" if subject else ""
-        super().__init__(f"{self.code_name.removeprefix('CODE_')}{where}: {message}")
+        super().__init__(f"{self.code_name.removeprefix('CODE_')}{where}: {message}{retry_after_text(retry_after)}")
 
     @classmethod
     def from_proto(cls, error: envelope_pb2.Error, subject: str = "") -> RemoteError:
         from runtime.contract import Violation
 
         violations = [Violation(v.field, v.rule, v.description) for v in error.violations]
-        return cls(error.code, error.message, violations, error.retryable, subject)
+        after = error.retry_after.ToNanoseconds() / 1e9 if error.HasField("retry_after") else None
+        return cls(error.code, error.message, violations, error.retryable, subject, after)
 
 
 def _known_code(code: object) -> tuple[int, str]:
@@ -126,13 +135,25 @@ class HandlerError(PlatformError):
 
     `code` is an ai.envelope.v1.Error code, its number or its name ("NOT_FOUND"
     or "CODE_NOT_FOUND"); anything else becomes INTERNAL, and the message
-    says which code was given: the requester is answered either way."""
+    says which code was given: the requester is answered either way.
+    `retry_after` (seconds) goes out as Error.retry_after: when a retry can
+    succeed, if the handler knows (a negative one counts as 0)."""
 
-    def __init__(self, code: int | str, message: str, retryable: bool = False) -> None:
+    def __init__(self, code: int | str, message: str, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
         self.code, note = _known_code(code)
         self.message = f"{message} ({note})" if note else message
         self.retryable = retryable
+        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
         super().__init__(self.message)
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The retry-after (seconds) an error carries: a handler's own, or the
+    one a remote responder sent; None when neither said."""
+    if isinstance(exc, (HandlerError, RemoteError)):
+        return exc.retry_after
+    return None
 
 
 class RequestTimeout(PlatformError, asyncio.TimeoutError):

@@ -32,22 +32,32 @@ def _positive(owner: str, name: str, value: float, *, zero: bool = False) -> Non
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """In-process retries of a failing handler on core NATS subjects."""
+    """In-process retries of a failing handler on core NATS subjects, and
+    the backoff of a client's request retries (CallOptions `retries`).
+
+    An error that carries a retry-after (Error.retry_after) is retried no
+    sooner than that; one longer than `max_retry_after` is not waited for
+    in process: it is raised (or the message nak'ed with that delay)."""
 
     attempts: int = 3
     initial_backoff: float = 0.05
     multiplier: float = 2.0
     max_backoff: float = 2.0
+    max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
         _positive("RetryPolicy", "attempts", self.attempts)
         _positive("RetryPolicy", "initial_backoff", self.initial_backoff, zero=True)
         _positive("RetryPolicy", "max_backoff", self.max_backoff, zero=True)
+        _positive("RetryPolicy", "max_retry_after", self.max_retry_after, zero=True)
         if not self.multiplier >= 1:
             raise InvalidSettings("RetryPolicy", "multiplier", self.multiplier, "must be >= 1")
 
-    def delay(self, attempt: int) -> float:
-        return float(min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff))
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """The wait before retry number `attempt`: the backoff, or the
+        error's retry-after when that is longer."""
+        backoff = float(min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff))
+        return max(backoff, retry_after or 0.0)
 
 
 @dataclass(frozen=True, slots=True)

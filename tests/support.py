@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,12 +137,28 @@ class Gateway(gateway_bus.GatewayServiceHandler):
 
 
 @dataclass(frozen=True)
+class Fault:
+    """What the test provider answers instead of its answer: an HTTP error
+    in OpenAI's shape (`status`, `message`, `code`, a `retry_after` header),
+    or, with `cut_after`, a stream that sends that many words and then an
+    error event (a failure after the first chunk)."""
+
+    status: int = 500
+    message: str = "the test server failed"
+    code: str | None = None
+    retry_after: float | None = None
+    cut_after: int | None = None
+
+
+@dataclass(frozen=True)
 class Received:
     """One HTTP request the test provider answered."""
 
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    # time.monotonic() when it arrived
+    at: float = 0.0
 
 
 class TestProvider:
@@ -155,14 +172,25 @@ class TestProvider:
     last user message (streamed word by word on `stream`). Usage is counted
     in words; POST /v1/embeddings gives `dimensions`-dimension
     vectors of hashed words (texts sharing words are close). Every request is
-    recorded in `received`. Use as a context manager; `base` is the api_base."""
+    recorded in `received`. fail(fault, times) makes the next requests fail
+instead (an HTTP error, or a stream cut after some words: see Fault). Use
+as a context manager; `base` is the api_base."""
 
     __test__ = False  # a helper, not a test class
     PREFIX = "test-server says:"
+    # Faults in OpenAI's own words, which litellm maps to its exception classes.
+    CONTEXT_TOO_LONG = Fault(400, "This model's maximum context length is 16 tokens. However, your messages "
+                                  "resulted in 40 tokens. Please reduce the length of the messages.",
+                             "context_length_exceeded")
+    BAD_REQUEST = Fault(400, "Invalid value for 'temperature': must be at most 2.", "invalid_value")
+    BAD_KEY = Fault(401, "Incorrect API key provided: sk-wrong.", "invalid_api_key")
+    OVERLOADED = Fault(500, "The server had an error while processing your request.")
 
     def __init__(self, dimensions: int = 256) -> None:
         self.dimensions = dimensions
         self.received: list[Received] = []
+        # Faults answered in order, one per request, before normal answers again.
+        self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, name="test-provider", daemon=True)
@@ -179,6 +207,15 @@ class TestProvider:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+    def fail(self, fault: Fault, times: int = 1) -> None:
+        """Answer the next `times` requests with fault."""
+        with self._lock:
+            self.faults.extend([fault] * times)
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            return self.faults.pop(0) if self.faults else None
 
     def paths(self) -> list[str]:
         with self._lock:
@@ -239,9 +276,13 @@ class TestProvider:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 with provider._lock:
-                    provider.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                if self.path == "/v1/chat/completions":
-                    self._chat(body)
+                    provider.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                                                      time.monotonic()))
+                fault = provider._next_fault()
+                if fault is not None and fault.cut_after is None:
+                    self._error(fault)
+                elif self.path == "/v1/chat/completions":
+                    self._chat(body, fault)
                 elif self.path == "/v1/embeddings":
                     texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
                     used = sum(len(t.split()) for t in texts)
@@ -252,7 +293,19 @@ class TestProvider:
                 else:
                     self.send_error(404)
 
-            def _chat(self, body: dict[str, Any]) -> None:
+            def _error(self, fault: Fault) -> None:
+                data = json.dumps({"error": {"message": fault.message, "type": "invalid_request_error"
+                                             if fault.status < 500 else "server_error",
+                                             "param": None, "code": fault.code}}).encode()
+                self.send_response(fault.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if fault.retry_after is not None:
+                    self.send_header("Retry-After", f"{fault.retry_after:g}")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _chat(self, body: dict[str, Any], fault: Fault | None = None) -> None:
                 messages = body["messages"]
                 last = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
                 call = provider.tool_call(body.get("tools") or [], messages, str(last["content"]))
@@ -273,6 +326,9 @@ class TestProvider:
                 self.end_headers()
                 words = text.split(" ")
                 for i, word in enumerate(words):
+                    if fault is not None and i == fault.cut_after:
+                        self._event({"error": {"message": fault.message, "type": "server_error", "code": fault.code}})
+                        return
                     delta = {"index": 0, "delta": {"content": word if i == 0 else f" {word}"},
                              "finish_reason": "stop" if i == len(words) - 1 else None}
                     self._event({**head, "object": "chat.completion.chunk", "choices": [delta]})

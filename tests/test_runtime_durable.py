@@ -204,3 +204,29 @@ async def test_a_handler_error_that_is_not_retryable_is_dead_lettered_at_once(na
     assert letter.attempts == 1
     assert letter.code == envelope_pb2.Error.CODE_INVALID_ARGUMENT
     assert "cannot be parsed" in letter.reason
+
+
+class RateLimited(agent_bus.AgentServiceHandler):
+    """Refuses each task once with a retry-after, as a handler does when the
+    gateway it calls answers RESOURCE_EXHAUSTED."""
+
+    RETRY_AFTER = 0.5
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+
+    async def tasks(self, request: agent_pb2.AgentTask, ctx: Context) -> None:
+        self.arrivals.append(asyncio.get_running_loop().time())
+        if len(self.arrivals) == 1:
+            raise HandlerError("RESOURCE_EXHAUSTED", "busy", retryable=True, retry_after=self.RETRY_AFTER)
+
+
+async def test_a_redelivery_waits_for_the_errors_retry_after(nats_url: str) -> None:
+    t = tenant()
+    w = RateLimited()
+    # The configured backoff (50 ms) is shorter than the retry-after: the retry-after wins.
+    async with Bus(nats_url, BusSettings(durability_overrides=FAST)) as b:
+        await b.serve(w, tenants=[t])
+        await agent_bus.AgentServiceClient(b, t).tasks(task("later"))
+        await until(lambda: len(w.arrivals) == 2)
+    assert w.arrivals[1] - w.arrivals[0] >= RateLimited.RETRY_AFTER

@@ -228,6 +228,10 @@ async def _request(args: argparse.Namespace) -> int:
     bus = await _connected(args)
     try:
         options: dict[str, Any] = {"timeout": args.timeout} if args.timeout else {}
+        if args.retries:
+            if spec.pattern is Pattern.STREAM:
+                raise CommandError("--retries applies to requests; a stream is not sent again")
+            options["retries"] = args.retries
         if spec.pattern is Pattern.STREAM:
             async for chunk in bus.stream(spec, payload, args.tenant, options):
                 print(_json(chunk), flush=True)
@@ -337,6 +341,8 @@ def register(sub: Any) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--data", required=True, help="the payload as proto JSON; empty generated ids are filled in")
     p.add_argument("--timeout", type=float, help="seconds (default: the registry's)")
+    p.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="send the request again up to N times after a retryable error, waiting its retry-after")
     url(p)
     p.set_defaults(func=lambda a: _run(_request(a)))
 

@@ -149,7 +149,7 @@ HANDLERS: Final[Mapping[str, type[ServiceHandler]]] = {
 SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
     "ai.agent.v1": "1.1",
     "ai.api.v1": "1.2",
-    "ai.envelope.v1": "1.0",
+    "ai.envelope.v1": "1.1",
     "ai.gateway.v1": "1.3",
     "ai.llmops.v1": "1.1",
     "ai.mlops.v1": "1.1",

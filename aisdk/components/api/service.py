@@ -46,7 +46,7 @@ def _downstream(what: str, serve: str) -> Iterator[None]:
     try:
         yield
     except RemoteError as e:
-        raise HandlerError(e.code, f"{what}: {e.message}", e.retryable) from e
+        raise HandlerError(e.code, f"{what}: {e.message}", e.retryable, e.retry_after) from e
     except NoResponders as e:
         raise HandlerError("UNAVAILABLE", f"{what}: nothing serves it (run `aisdk serve {serve}`)", True) from e
     except RequestTimeout as e:

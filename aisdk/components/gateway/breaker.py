@@ -4,10 +4,13 @@ latency of each deployment's recent calls, reported as ProviderHealth.
 A breaker opens after `failure_threshold` consecutive failures and refuses
 calls (the router then falls back to another deployment). After
 `reset_timeout_s` it lets one probe through (half-open): a success closes it,
-a failure opens it for another period. Each worker keeps its own breakers:
-they judge the calls this worker makes, and `allow()` sits on the hot path of
-every call, where a round trip to a shared store would cost more than the
-at most `failure_threshold` calls a fresh worker spends finding out.
+a failure opens it for another period. A provider's 429 with a Retry-After
+holds the deployment aside that long, whatever the state.
+
+`allow()` sits on the hot path of every call, so it reads this worker's
+breaker, never a store; what one worker learns reaches the others through
+JetStream KV (sharedbreakers.py), which sets their breakers with adopt_*()
+without publishing the change again.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class BreakerConfig:
     reset_timeout_s: float = DEFAULT_RESET_TIMEOUT_S
     window_s: float = DEFAULT_WINDOW_S
     degraded_error_rate: float = DEFAULT_DEGRADED_ERROR_RATE
+    # The JetStream KV bucket that shares breaker states between workers.
+    bucket: str = "gateway_breakers"
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1:
@@ -77,6 +82,7 @@ class BreakerConfig:
             reset_timeout_s=number("AISDK_GATEWAY_BREAKER_RESET_S", DEFAULT_RESET_TIMEOUT_S),
             window_s=number("AISDK_GATEWAY_HEALTH_WINDOW_S", DEFAULT_WINDOW_S),
             degraded_error_rate=number("AISDK_GATEWAY_HEALTH_DEGRADED_ERROR_RATE", DEFAULT_DEGRADED_ERROR_RATE),
+            bucket=environ.get("AISDK_GATEWAY_BREAKER_BUCKET", "").strip() or cls.bucket,
         )
 
 
@@ -104,6 +110,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._since = clock()  # when the state was entered, or the probe let through
         self._probing = False
+        self._held_until = 0.0  # a provider's Retry-After, on this clock
 
     @property
     def state(self) -> BreakerState:
@@ -111,18 +118,49 @@ class CircuitBreaker:
             self._enter(BreakerState.HALF_OPEN)
         return self._state
 
-    def _enter(self, state: BreakerState) -> None:
+    def _enter(self, state: BreakerState, notify: bool = True) -> None:
         old, self._state = self._state, state
         self._since = self.clock()
         self._probing = False
         if state is BreakerState.CLOSED:
             self.failures = 0
-        if old is not state and self.on_change is not None:
+        if old is not state and notify and self.on_change is not None:
             self.on_change(self, old, state)
 
+    def hold(self, seconds: float) -> None:
+        """Refuse calls for `seconds` (a provider's Retry-After)."""
+        self._held_until = max(self._held_until, self.clock() + seconds)
+
+    def wait(self) -> float:
+        """Seconds until allow() may say yes again (0: now)."""
+        now = self.clock()
+        held = self._held_until - now
+        if self.state is BreakerState.OPEN:
+            return max(held, self._since + self.reset_timeout_s - now, 0.0)
+        return max(held, 0.0)
+
+    def reopens_at(self) -> float:
+        """When an open breaker lets a probe through, on this clock."""
+        return self._since + self.reset_timeout_s
+
+    def adopt_open(self, seconds_left: float) -> None:
+        """Another worker opened this breaker: open it here too, letting a
+        probe through when that worker's does."""
+        if self.state is not BreakerState.OPEN:
+            self._enter(BreakerState.OPEN, notify=False)
+        self._since = self.clock() + seconds_left - self.reset_timeout_s
+
+    def adopt_closed(self) -> None:
+        """Another worker's probe succeeded: close this breaker too."""
+        if self.state is not BreakerState.CLOSED:
+            self._enter(BreakerState.CLOSED, notify=False)
+
     def allow(self) -> bool:
-        """May a call go to this deployment now? In half-open, one probe at a
-        time; a probe that never reported back is replaced after reset_timeout_s."""
+        """May a call go to this deployment now? Not while held; in half-open,
+        one probe at a time; a probe that never reported back is replaced
+        after reset_timeout_s."""
+        if self._held_until and self.clock() < self._held_until:
+            return False
         state = self.state
         if state is BreakerState.CLOSED:
             return True
@@ -144,9 +182,11 @@ class CircuitBreaker:
         # While open, a success can only be a call let through before it
         # opened: it says nothing about the provider now.
 
-    def record_failure(self, latency_s: float | None = None) -> None:
+    def record_failure(self, latency_s: float | None = None, retry_after_s: float | None = None) -> None:
         if self.tracker is not None:
             self.tracker.record(self.deployment, False, latency_s)
+        if retry_after_s:
+            self.hold(retry_after_s)
         state = self.state
         self.failures += 1
         if state is BreakerState.HALF_OPEN or (state is BreakerState.CLOSED and self.failures >= self.failure_threshold):
@@ -179,6 +219,8 @@ class HealthTracker:
         self._breakers: dict[str, CircuitBreaker] = {}
         # deployment -> (time, ok, latency or None), oldest first
         self._samples: dict[str, deque[tuple[float, bool, float | None]]] = {}
+        # deployment -> calls recorded since start (the window forgets, this does not)
+        self.calls: dict[str, int] = {}
 
     def breaker(self, deployment: str) -> CircuitBreaker:
         b = self._breakers.get(deployment)
@@ -200,6 +242,7 @@ class HealthTracker:
     def record(self, deployment: str, ok: bool, latency_s: float | None) -> None:
         samples = self._samples.setdefault(deployment, deque(maxlen=self.max_samples))
         samples.append((self.clock(), ok, latency_s))
+        self.calls[deployment] = self.calls.get(deployment, 0) + 1
 
     def _recent(self, deployment: str) -> deque[tuple[float, bool, float | None]]:
         samples = self._samples.get(deployment, deque())

@@ -36,3 +36,7 @@ class Instruments:
             "gateway.rate-limit.violations", "{violation}", "requests over the rate limit")
         self.validation_checks = m.create_counter(
             "gateway.validation.checks", "{check}", "response validations, with outcome")
+        self.fallbacks = m.create_counter(
+            "gateway.fallbacks", "{fallback}", "calls answered by a fallback deployment, by from and to")
+        self.rate_limit_unavailable = m.create_counter(
+            "gateway.rate-limit.unavailable", "{request}", "requests admitted unchecked: the counters were unreachable")

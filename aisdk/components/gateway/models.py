@@ -70,6 +70,13 @@ class Deployment:
         return str(self.params["model"])
 
     @property
+    def identity(self) -> str:
+        """What names this deployment across workers (its breaker's shared
+        state): the id, the provider model and the endpoint, never a key.
+        Two gateways with other model lists on one NATS do not mix states."""
+        return f"{self.id}|{self.model}|{self.params.get('api_base') or ''}"
+
+    @property
     def provider(self) -> str:
         return self.model.split("/", 1)[0] if "/" in self.model else "openai"
 

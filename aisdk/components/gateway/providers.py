@@ -20,6 +20,7 @@ from typing import Any
 
 from ai.envelope.v1 import envelope_pb2
 from aisdk.components.gateway import local
+from aisdk.components.gateway.failures import Failure, classify, provider_message
 from aisdk.components.gateway.models import Deployment, ModelList
 from runtime import HandlerError  # the facade's lazy exports are invisible to mypy
 
@@ -85,14 +86,20 @@ class Embeddings:
 
 
 class Outcome:
-    """What a call through one deployment tells its breaker and health."""
+    """What a call through one deployment tells its breaker and health:
+    allow(d) before a call; success(d, latency_s) or failure(d, retry_after_s)
+    after it; wait(d), the seconds until allow(d) may say yes again."""
 
     def __init__(self, allow: Callable[[str], bool], success: Callable[[str, float], None],
-                 failure: Callable[[str], None]) -> None:
-        self.allow, self.success, self.failure = allow, success, failure
+                 failure: Callable[[str, float | None], None], wait: Callable[[str], float]) -> None:
+        self.allow, self.success, self.failure, self.wait = allow, success, failure, wait
 
 
-NO_GUARD = Outcome(lambda _d: True, lambda _d, _s: None, lambda _d: None)
+NO_GUARD = Outcome(lambda _d: True, lambda _d, _s: None, lambda _d, _a: None, lambda _d: 0.0)
+# When every deployment failed and none says when to come back (a refused
+# connection, a 5xx with its breaker still closed): the soonest a retry is
+# worth it.
+DEFAULT_RETRY_AFTER_S = 1.0
 
 
 def _cost(response: Any, provider: str, call_type: str) -> float:
@@ -132,17 +139,49 @@ def _timeout(time_left: float | None) -> float | None:
     return time_left
 
 
+def _has_text(chunk: Any) -> bool:
+    return bool(chunk.choices and chunk.choices[0].delta.content)
+
+
+async def _first_text(chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Read a stream up to its first chunk with text (role-only chunks come
+    before it), then hand back everything read and the rest."""
+    iterator = aiter(chunks)
+    read: list[Any] = []
+    async for chunk in iterator:
+        read.append(chunk)
+        if _has_text(chunk):
+            break
+
+    async def rejoined() -> AsyncIterator[Any]:
+        for chunk in read:
+            yield chunk
+        async for chunk in iterator:
+            yield chunk
+
+    return rejoined()
+
+
 class Providers:
     """A model list bound to a litellm Router."""
 
     def __init__(self, models: ModelList, *, retries: int = DEFAULT_RETRIES, outcome: Outcome = NO_GUARD) -> None:
         self.models = models
         self.outcome = outcome
-        self.router = litellm().Router(
+        module = litellm()
+        self.router = module.Router(
             model_list=models.router_list(), num_retries=retries, retry_after=0,
             # Cooldowns would hide a deployment from the Router itself; the
             # breaker decides that here, per deployment, with its own events.
             disable_cooldowns=True,
+            # A client error fails the same way again, and a 429 is not
+            # waited out inside the call (the Router would sleep its
+            # Retry-After): the chain moves on and the reply says when.
+            retry_policy=module.RetryPolicy(
+                BadRequestErrorRetries=0, AuthenticationErrorRetries=0, ContentPolicyViolationErrorRetries=0,
+                RateLimitErrorRetries=0, TimeoutErrorRetries=retries, InternalServerErrorRetries=retries,
+                ServiceUnavailableErrorRetries=retries, DefaultRetries=retries,
+            ),
         )
 
     def chain(self, model: str) -> list[Deployment]:
@@ -158,9 +197,19 @@ class Providers:
         an unknown model): its answers are the ones cached under model."""
         return self.chain(model)[0]
 
+    def failed(self, deployment: Deployment, error: Exception) -> Failure:
+        """Classify a provider error of deployment and tell its breaker when
+        it is the provider's fault (a client error says nothing about it)."""
+        failure = classify(error)
+        if not failure.client:
+            self.outcome.failure(deployment.id, failure.retry_after)
+        return failure
+
     async def _through_chain(self, model: str, call: Callable[[Deployment], Any]) -> Any:
         errors: list[str] = []
-        for deployment in self.chain(model):
+        rate_limited = tried = 0
+        chain = self.chain(model)
+        for deployment in chain:
             if not self.outcome.allow(deployment.id):
                 errors.append(f"{deployment.id}: circuit open")
                 continue
@@ -169,14 +218,29 @@ class Providers:
                 result = await call(deployment)
             except HandlerError:
                 raise
-            except Exception as e:  # noqa: BLE001 - a failed deployment falls back to the next
-                self.outcome.failure(deployment.id)
+            except Exception as e:  # noqa: BLE001 - classified: a client error ends here, a fault falls back
+                failure = self.failed(deployment, e)
+                if failure.client:
+                    raise HandlerError(failure.code, f"{deployment.model} refused the request: {provider_message(e)}") from e
+                tried += 1
+                rate_limited += failure.rate_limited
                 errors.append(f"{deployment.id} ({deployment.model}): {reason(e)}")
                 continue
             self.outcome.success(deployment.id, time.perf_counter() - t0)
             return result
-        raise HandlerError(Code.CODE_UNAVAILABLE, f"every deployment of {model!r} failed: {'; '.join(errors)}",
-                           retryable=True)
+        raise self.exhausted(model, chain, errors, every_call_rate_limited=tried > 0 and rate_limited == tried)
+
+    def exhausted(self, model: str, chain: Sequence[Deployment], errors: Sequence[str], *,
+                  every_call_rate_limited: bool) -> HandlerError:
+        """Every deployment failed or is set aside: UNAVAILABLE (or
+        RESOURCE_EXHAUSTED when every provider called answered 429), retryable
+        once the first deployment may be called again."""
+        after = min((self.outcome.wait(d.id) for d in chain), default=0.0) or DEFAULT_RETRY_AFTER_S
+        if every_call_rate_limited:
+            return HandlerError(Code.CODE_RESOURCE_EXHAUSTED, f"every deployment of {model!r} is rate-limited by "
+                                f"its provider: {'; '.join(errors)}", retryable=True, retry_after=after)
+        return HandlerError(Code.CODE_UNAVAILABLE, f"every deployment of {model!r} failed: {'; '.join(errors)}",
+                            retryable=True, retry_after=after)
 
     async def complete(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
                        time_left: float | None) -> Completion:
@@ -197,7 +261,11 @@ class Providers:
     async def stream(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
                      time_left: float | None) -> tuple[Deployment, AsyncIterator[Any]]:
         """The deployment that accepted the stream and its chunks. Fallback
-        happens before the first chunk only: after it, text has gone out."""
+        happens before the first chunk with text only: the chunks up to it
+        are read here, inside the chain, so a provider that fails before
+        any text went out falls back like a failed request. After it, text
+        has gone out, and a failure is the caller's to end the stream with
+        (stream_failed)."""
         timeout = _timeout(time_left)
 
         async def call(d: Deployment) -> tuple[Deployment, AsyncIterator[Any]]:
@@ -205,10 +273,22 @@ class Providers:
                 model=d.id, messages=messages, timeout=timeout, stream=True,
                 stream_options={"include_usage": True}, **params,
             )
-            return d, chunks
+            return d, await _first_text(chunks)
 
         result: tuple[Deployment, AsyncIterator[Any]] = await self._through_chain(model, call)
         return result
+
+    def stream_failed(self, d: Deployment, error: Exception, sent: int) -> HandlerError:
+        """A stream that failed after `sent` chunks went out: the error that
+        ends it. Nothing is sent again and nothing falls back, since the
+        caller holds part of this deployment's answer."""
+        failure = self.failed(d, error)
+        if failure.client:
+            return HandlerError(failure.code, f"{d.model} refused the request after {sent} chunks: {provider_message(error)}")
+        return HandlerError(
+            Code.CODE_UNAVAILABLE, f"the stream of {d.id} ({d.model}) failed after {sent} chunks, which stand as "
+            f"sent (a retry starts over): {reason(error)}", retryable=True,
+            retry_after=self.outcome.wait(d.id) or DEFAULT_RETRY_AFTER_S)
 
     def finish_stream(self, d: Deployment, chunks: Sequence[Any], messages: list[dict[str, Any]]) -> Completion:
         """Usage and cost of a finished stream, from its rebuilt response."""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
@@ -44,6 +45,12 @@ MAX_ATTEMPTS = 200
 
 class RateLimitUnavailable(Exception):
     """The shared counters could not be updated (contention or no JetStream)."""
+
+
+# What an unreachable or failing store raises: nats-py's errors (no
+# JetStream, a deleted bucket, a timeout, a closed connection) and endless
+# contention.
+STORE_ERRORS: tuple[type[Exception], ...] = (RateLimitUnavailable, nats.errors.Error, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,9 @@ class Decision:
     limit: int = 0
     current: int = 0  # the count in the window, this request included if admitted
     retry_after_s: float = 0.0
+    # Refused for good: the request alone is more than the limit, so no
+    # window will ever admit it (current is then the request's own count).
+    never: bool = False
 
     def event(self, model: str) -> gateway_pb2.RateLimitEvent:
         """The gateway.rate-limit event that reports this decision."""
@@ -303,6 +313,11 @@ class RateLimiter:
         if not checks:
             check_tenant(tenant)
             return Decision(allowed=True)
+        for scope, w, limit in checks:
+            if scope == "tokens" and tokens > limit:
+                # Nothing to read or count: no window will ever hold it.
+                check_tenant(tenant)
+                return Decision(False, scope, w, limit, tokens, never=True)
         admitted: list[Decision] = []
 
         def step(counts: _Counts, now: float) -> Decision | None:

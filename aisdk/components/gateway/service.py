@@ -22,8 +22,10 @@ from aisdk.components.gateway.config import GatewayConfig
 from aisdk.components.gateway.instruments import Instruments
 from aisdk.components.gateway.operations import Operation, OperationLog, Status as OpStatus, Type as OpType
 from aisdk.components.gateway.health import DeploymentHealth
-from aisdk.components.gateway.providers import NO_GUARD, Completion, Providers, litellm
-from aisdk.components.gateway.ratelimit import Limits, RateLimiter
+from aisdk.components.gateway.models import Deployment
+from aisdk.components.gateway.providers import DEFAULT_RETRY_AFTER_S, NO_GUARD, Completion, Providers, litellm
+from aisdk.components.gateway.ratelimit import STORE_ERRORS, Decision, Limits, RateLimiter
+from aisdk.components.gateway.sharedbreakers import SharedBreakers
 from aisdk.components.gateway.validation import validate
 from runtime import Context, HandlerError  # the facade's lazy exports are invisible to mypy
 
@@ -60,6 +62,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 [d.id for d in config.models.deployments], self._client(config.health_tenant).health,
                 interval_s=config.health_interval_s, config=config.breaker,
             )
+            self._health.shared = await SharedBreakers.open(
+                bus, self._health.tracker, {d.id: d.identity for d in config.models.deployments},
+                bucket=config.breaker.bucket)
             outcome = self._health.outcome
         self.providers = Providers(config.models, retries=config.retries, outcome=outcome)
         if config.cache is not None:
@@ -115,15 +120,32 @@ class Gateway(gateway_bus.GatewayServiceHandler):
     async def _settle(self, tenant: str, model: str, estimated: int, used: int) -> None:
         """Bring the token counts from the estimate to the real usage."""
         if self._limiter is not None and used != estimated:
-            await self._limiter.add_tokens(tenant, model, used - estimated)
+            try:
+                await self._limiter.add_tokens(tenant, model, used - estimated)
+            except STORE_ERRORS as e:
+                self._limits_unreachable(tenant, model, e)
+
+    def _limits_unreachable(self, tenant: str, model: str, error: Exception) -> None:
+        """The rate-limit store failed: the request goes on unchecked (fail
+        open), said in the log and in gateway.rate-limit.unavailable. The
+        providers' own limits still stand behind it."""
+        log.warning("rate limits of %s/%s unchecked, the counters are unreachable: %s: %s",
+                    tenant, model, type(error).__name__, error)
+        self.inst.rate_limit_unavailable.add(1, {"tenant_id": tenant, "model": model})
 
     async def _admit(self, tenant: str, model: str, tokens: int, parent: Span, op: Operation) -> None:
         """Raise RESOURCE_EXHAUSTED (and tell gateway.rate-limit and LLMOps)
-        when the call would cross a limit of the tenant and model."""
+        when the call would cross a limit of the tenant and model, and
+        FAILED_PRECONDITION when no window could ever admit it."""
         if self._limiter is None:
             return
         with self._span("gateway.rate-limit.check", parent, tenant_id=tenant, model=model) as span:
-            decision = await self._limiter.acquire(tenant, model, tokens)
+            try:
+                decision = await self._limiter.acquire(tenant, model, tokens)
+            except STORE_ERRORS as e:
+                span.set_attribute("rate_limit.unchecked", True)
+                self._limits_unreachable(tenant, model, e)
+                return
             span.set_attribute("rate_limit.allowed", decision.allowed)
         self.inst.rate_limit_checks.add(1, {"tenant_id": tenant, "model": model})
         if decision.allowed:
@@ -131,11 +153,20 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         self.inst.rate_limit_violations.add(1, {"tenant_id": tenant, "model": model, "scope": decision.scope})
         await self._client(tenant).rate_limit(decision.event(model))
         op.status = OpStatus.OPERATION_STATUS_RATE_LIMITED
-        raise HandlerError(
+        raise self._refusal(model, decision)
+
+    @staticmethod
+    def _refusal(model: str, d: Decision) -> HandlerError:
+        if d.never:
+            return HandlerError(
+                Code.CODE_FAILED_PRECONDITION,
+                f"the request's estimated {d.current} tokens (prompt plus max_tokens) exceed the limit of "
+                f"{d.limit:g} tokens per {d.window_s:g} s for {model!r}: no window can admit it; shorten the "
+                "prompt or lower max_tokens")
+        return HandlerError(
             Code.CODE_RESOURCE_EXHAUSTED,
-            f"rate limit of {decision.limit:g} {decision.scope} per {decision.window_s:g} s reached for "
-            f"{model!r}; retry after {decision.retry_after_s:.1f} s",
-            retryable=True,
+            f"rate limit of {d.limit:g} {d.scope} per {d.window_s:g} s reached for {model!r}",
+            retryable=True, retry_after=d.retry_after_s,
         )
 
     def _provider_done(self, span: Span, c: Completion | Any, tenant: str) -> None:
@@ -151,6 +182,20 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         self.inst.provider_calls.add(1, attrs)
         self.inst.tokens_used.record(c.usage.total, attrs)
         self.inst.cost.record(c.cost, attrs)
+
+    def _served(self, span: Span, primary: Deployment, deployment: str, model: str) -> bool:
+        """Whether a fallback served the call; if so, say it on the span,
+        in gateway.fallbacks (from, to) and in a gateway.health event of the
+        deployment fallen back from."""
+        if deployment == primary.id:
+            return False
+        span.set_attribute("gateway.fallback", True)
+        span.set_attribute("gateway.fallback.from", primary.model)
+        span.set_attribute("gateway.fallback.to", model)
+        self.inst.fallbacks.add(1, {"from": primary.model, "to": model})
+        if self._health is not None:
+            self._health.fell_back(primary.id)
+        return True
 
     def _check(self, text: str, want_json: bool, parent: Span) -> None:
         assert self.config is not None
@@ -239,7 +284,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             request_id=request.request_id, response=c.text, tokens=convert.tokens(c.usage.prompt, c.usage.completion),
             cost=c.cost, model=c.model, finish_reason=convert.finish_reason(c.finish_reason), cached=False,
             duration=convert.duration(time.perf_counter() - t0), provider=c.provider, tool_calls=calls,
-            requested_model=requested, fallback=c.deployment != primary.id,
+            requested_model=requested, fallback=self._served(span, primary, c.deployment, c.model),
         )
         await self._remember(tenant, c.model, messages, params, reply)
         return reply
@@ -303,12 +348,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         received: list[Any] = []
         with self._span("gateway.provider.call", span, **genai.request(genai.CHAT, requested, params)) as call:
             deployment, chunks = await self.providers.stream(requested, messages, params, ctx.time_left())
-            async for piece in chunks:
-                received.append(piece)
-                delta = piece.choices[0].delta.content if piece.choices else None
-                if delta:
-                    yield gateway_pb2.LlmChunk(request_id=rid, index=index, delta=delta)
-                    index += 1
+            async for delta in self._deltas(deployment, chunks, received):
+                yield gateway_pb2.LlmChunk(request_id=rid, index=index, delta=delta)
+                index += 1
             c = self.providers.finish_stream(deployment, received, messages)
             self._provider_done(call, c, tenant)
             genai.content(call, messages, c.text)
@@ -318,7 +360,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         usage = convert.tokens(c.usage.prompt, c.usage.completion)
         elapsed = convert.duration(time.perf_counter() - t0)
         finish = convert.finish_reason(c.finish_reason)
-        fallback = deployment.id != primary.id
+        fallback = self._served(span, primary, deployment.id, c.model)
         yield gateway_pb2.LlmChunk(
             request_id=rid, index=index, tokens=usage, finish_reason=finish, cost=c.cost, model=c.model,
             provider=c.provider, cached=False, duration=elapsed, requested_model=requested, fallback=fallback,
@@ -327,6 +369,24 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             request_id=rid, response=c.text, tokens=usage, cost=c.cost, model=c.model, finish_reason=finish,
             duration=elapsed, provider=c.provider, requested_model=requested, fallback=fallback,
         ))
+
+    async def _deltas(self, deployment: Deployment, chunks: AsyncIterator[Any],
+                      received: list[Any]) -> AsyncIterator[str]:
+        """The text of a provider's stream, each piece once. A failure after
+        text went out ends the stream with an error (counted against the
+        deployment): nothing is sent again and nothing falls back."""
+        sent = 0
+        try:
+            async for piece in chunks:
+                received.append(piece)
+                delta = piece.choices[0].delta.content if piece.choices else None
+                if delta:
+                    yield delta
+                    sent += 1
+        except HandlerError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the provider's fault mid-stream, classified
+            raise self.providers.stream_failed(deployment, e, sent) from e
 
     # -- gateway.embeddings -------------------------------------------------
 
@@ -375,7 +435,8 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 # Vectors of two models do not compare: never mix them in one result.
                 raise HandlerError(Code.CODE_UNAVAILABLE, f"{model} failed and {e.model} answered instead, but "
                                    f"{len(found)} of the texts are cached as {model}'s vectors; retry when "
-                                   f"{model} is back", retryable=True)
+                                   f"{model} is back", retryable=True,
+                                   retry_after=self.providers.outcome.wait(primary.id) or DEFAULT_RETRY_AFTER_S)
             for i, vector in zip(missing, e.vectors):
                 found[i] = gateway_pb2.Embedding(values=vector)
                 if self._cache is not None:
@@ -383,7 +444,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                     await self._cache.put(tenant, key, found[i].SerializeToString(), e.model)
             result.tokens.CopyFrom(convert.tokens(e.usage.prompt, 0))
             result.cost, result.provider, result.model, result.fallback = (
-                e.cost, e.provider, e.model, e.deployment != primary.id)
+                e.cost, e.provider, e.model, self._served(span, primary, e.deployment, e.model))
             op.prompt_tokens, op.cost = e.usage.prompt, e.cost
         else:
             op.status = OpStatus.OPERATION_STATUS_CACHED

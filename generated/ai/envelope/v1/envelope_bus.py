@@ -5,4 +5,4 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"

@@ -22,30 +22,33 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from ai.options.v1 import options_pb2 as ai_dot_options_dot_v1_dot_options__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61i/envelope/v1/envelope.proto\x12\x0e\x61i.envelope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x03\n\x08\x45nvelope\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12%\n\x0eschema_version\x18\x03 \x01(\tR\rschemaVersion\x12\x1b\n\ttenant_id\x18\x04 \x01(\tR\x08tenantId\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x12.\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12 \n\x0btraceparent\x18\x07 \x01(\tR\x0btraceparent\x12\x1e\n\ntracestate\x18\x08 \x01(\tR\ntracestate\x12%\n\x0e\x63orrelation_id\x18\t \x01(\tR\rcorrelationId\x12\x36\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x64\x65\x61\x64line\x12H\n\nattributes\x18\x0b \x03(\x0b\x32(.ai.envelope.v1.Envelope.AttributesEntryR\nattributes\x12\x12\n\x04\x64\x61ta\x18\x0c \x01(\x0cR\x04\x64\x61ta\x1a=\n\x0f\x41ttributesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xdc\x04\n\x05\x45rror\x12.\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.ai.envelope.v1.Error.CodeR\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x44\n\nviolations\x18\x03 \x03(\x0b\x32$.ai.envelope.v1.Error.FieldViolationR\nviolations\x12\x1c\n\tretryable\x18\x04 \x01(\x08R\tretryable\x1a\\\n\x0e\x46ieldViolation\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12\x12\n\x04rule\x18\x02 \x01(\tR\x04rule\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\"\xc6\x02\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ODE_INVALID_ARGUMENT\x10\x01\x12\x18\n\x14\x43ODE_UNAUTHENTICATED\x10\x02\x12\x1a\n\x16\x43ODE_PERMISSION_DENIED\x10\x03\x12\x12\n\x0e\x43ODE_NOT_FOUND\x10\x04\x12\x1a\n\x16\x43ODE_DEADLINE_EXCEEDED\x10\x05\x12\x1b\n\x17\x43ODE_RESOURCE_EXHAUSTED\x10\x06\x12\x14\n\x10\x43ODE_UNAVAILABLE\x10\x07\x12\x11\n\rCODE_INTERNAL\x10\x08\x12\x16\n\x12\x43ODE_UNIMPLEMENTED\x10\t\x12\x1c\n\x18\x43ODE_FAILED_PRECONDITION\x10\n\x12\x17\n\x13\x43ODE_ALREADY_EXISTS\x10\x0b\x12\x12\n\x0e\x43ODE_CANCELLED\x10\x0c\"#\n\tStreamEnd\x12\x16\n\x06\x63hunks\x18\x01 \x01(\rR\x06\x63hunks\"\xea\x01\n\nDeadLetter\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12.\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x1a.ai.envelope.v1.Error.CodeR\x04\x63ode\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n\x08\x61ttempts\x18\x04 \x01(\rR\x08\x61ttempts\x12.\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x12\n\x04\x64\x61ta\x18\x06 \x01(\x0cR\x04\x64\x61ta\x12\x1a\n\x08\x63onsumer\x18\x07 \x01(\tR\x08\x63onsumerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61i/envelope/v1/envelope.proto\x12\x0e\x61i.envelope.v1\x1a\x1b\x61i/options/v1/options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x03\n\x08\x45nvelope\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12%\n\x0eschema_version\x18\x03 \x01(\tR\rschemaVersion\x12\x1b\n\ttenant_id\x18\x04 \x01(\tR\x08tenantId\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x12.\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12 \n\x0btraceparent\x18\x07 \x01(\tR\x0btraceparent\x12\x1e\n\ntracestate\x18\x08 \x01(\tR\ntracestate\x12%\n\x0e\x63orrelation_id\x18\t \x01(\tR\rcorrelationId\x12\x36\n\x08\x64\x65\x61\x64line\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08\x64\x65\x61\x64line\x12H\n\nattributes\x18\x0b \x03(\x0b\x32(.ai.envelope.v1.Envelope.AttributesEntryR\nattributes\x12\x12\n\x04\x64\x61ta\x18\x0c \x01(\x0cR\x04\x64\x61ta\x1a=\n\x0f\x41ttributesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\x98\x05\n\x05\x45rror\x12.\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1a.ai.envelope.v1.Error.CodeR\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x44\n\nviolations\x18\x03 \x03(\x0b\x32$.ai.envelope.v1.Error.FieldViolationR\nviolations\x12\x1c\n\tretryable\x18\x04 \x01(\x08R\tretryable\x12:\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\nretryAfter\x1a\\\n\x0e\x46ieldViolation\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12\x12\n\x04rule\x18\x02 \x01(\tR\x04rule\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\"\xc6\x02\n\x04\x43ode\x12\x14\n\x10\x43ODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ODE_INVALID_ARGUMENT\x10\x01\x12\x18\n\x14\x43ODE_UNAUTHENTICATED\x10\x02\x12\x1a\n\x16\x43ODE_PERMISSION_DENIED\x10\x03\x12\x12\n\x0e\x43ODE_NOT_FOUND\x10\x04\x12\x1a\n\x16\x43ODE_DEADLINE_EXCEEDED\x10\x05\x12\x1b\n\x17\x43ODE_RESOURCE_EXHAUSTED\x10\x06\x12\x14\n\x10\x43ODE_UNAVAILABLE\x10\x07\x12\x11\n\rCODE_INTERNAL\x10\x08\x12\x16\n\x12\x43ODE_UNIMPLEMENTED\x10\t\x12\x1c\n\x18\x43ODE_FAILED_PRECONDITION\x10\n\x12\x17\n\x13\x43ODE_ALREADY_EXISTS\x10\x0b\x12\x12\n\x0e\x43ODE_CANCELLED\x10\x0c\"#\n\tStreamEnd\x12\x16\n\x06\x63hunks\x18\x01 \x01(\rR\x06\x63hunks\"\xea\x01\n\nDeadLetter\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12.\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x1a.ai.envelope.v1.Error.CodeR\x04\x63ode\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n\x08\x61ttempts\x18\x04 \x01(\rR\x08\x61ttempts\x12.\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x12\n\x04\x64\x61ta\x18\x06 \x01(\x0cR\x04\x64\x61ta\x12\x1a\n\x08\x63onsumer\x18\x07 \x01(\tR\x08\x63onsumerB\x06\x9a\xb5\x18\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai.envelope.v1.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\002\010\001'
   _globals['_ENVELOPE_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_ENVELOPE_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_ENVELOPE']._serialized_start=83
-  _globals['_ENVELOPE']._serialized_end=587
-  _globals['_ENVELOPE_ATTRIBUTESENTRY']._serialized_start=526
-  _globals['_ENVELOPE_ATTRIBUTESENTRY']._serialized_end=587
-  _globals['_ERROR']._serialized_start=590
-  _globals['_ERROR']._serialized_end=1194
-  _globals['_ERROR_FIELDVIOLATION']._serialized_start=773
-  _globals['_ERROR_FIELDVIOLATION']._serialized_end=865
-  _globals['_ERROR_CODE']._serialized_start=868
-  _globals['_ERROR_CODE']._serialized_end=1194
-  _globals['_STREAMEND']._serialized_start=1196
-  _globals['_STREAMEND']._serialized_end=1231
-  _globals['_DEADLETTER']._serialized_start=1234
-  _globals['_DEADLETTER']._serialized_end=1468
+  _globals['_ENVELOPE']._serialized_start=144
+  _globals['_ENVELOPE']._serialized_end=648
+  _globals['_ENVELOPE_ATTRIBUTESENTRY']._serialized_start=587
+  _globals['_ENVELOPE_ATTRIBUTESENTRY']._serialized_end=648
+  _globals['_ERROR']._serialized_start=651
+  _globals['_ERROR']._serialized_end=1315
+  _globals['_ERROR_FIELDVIOLATION']._serialized_start=894
+  _globals['_ERROR_FIELDVIOLATION']._serialized_end=986
+  _globals['_ERROR_CODE']._serialized_start=989
+  _globals['_ERROR_CODE']._serialized_end=1315
+  _globals['_STREAMEND']._serialized_start=1317
+  _globals['_STREAMEND']._serialized_end=1352
+  _globals['_DEADLETTER']._serialized_start=1355
+  _globals['_DEADLETTER']._serialized_end=1589
 # @@protoc_insertion_point(module_scope)

@@ -4,7 +4,10 @@
 # This file has been @generated
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import (
+    datetime,
+    timedelta,
+)
 from typing import (
     Dict,
     List,
@@ -77,6 +80,13 @@ class Error(betterproto.Message):
     violations: List["ErrorFieldViolation"] = betterproto.message_field(3)
     retryable: bool = betterproto.bool_field(4)
     """Whether retrying the same request may succeed."""
+
+    retry_after: timedelta = betterproto.message_field(5)
+    """
+    How long to wait before that retry, when the responder knows (a rate
+     limit's window, a provider's Retry-After, a circuit's cool-down); unset
+     when it does not. Clients that retry wait at least this long.
+    """
 
 
 @dataclass(eq=False, repr=False)
