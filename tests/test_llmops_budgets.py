@@ -27,7 +27,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"AISDK_LLMOPS_BUDGETS": "acme"}, "is not TENANT=LIMIT"),
+    ({"AISDK_LLMOPS_BUDGETS": "acme"}, r"is not TENANT\[@MODEL\]=LIMIT"),
     ({"AISDK_LLMOPS_BUDGETS": "acme=lots"}, "is not a number"),
     ({"AISDK_LLMOPS_BUDGETS": "acme=0"}, "above 0"),
     ({"AISDK_LLMOPS_BUDGETS": "acme=1/year"}, "unknown budget period 'year'"),
