@@ -16,7 +16,7 @@ from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from aisdk.components.gateway import models
 from aisdk.components.gateway.config import GatewayConfig
-from aisdk.components.gateway.reservations import BudgetLedger, max_cost
+from aisdk.components.gateway.reservations import BudgetLedger, Refusal, Reservation, max_cost
 from aisdk.components.gateway.service import Gateway
 from aisdk.components.llmops.budgets import Budget, Budgets
 from runtime import Bus, RemoteError
@@ -146,9 +146,9 @@ async def test_settle_replaces_the_hold_with_the_cost(bus: Bus) -> None:
     budgets = Budgets({"acme": Budget(1.0, "day", hard=True)})
     caps = budgets.caps("acme", [MODEL])
     held = await ledger.reserve(caps, 0.75, hold_s=60)
-    assert not hasattr(held, "message")
+    assert isinstance(held, Reservation)
     refused = await ledger.reserve(caps, 0.5, hold_s=60)
-    assert "$0 spent and $0.75 reserved" in refused.message()  # type: ignore[union-attr]
-    await ledger.settle(held, 0.25)  # type: ignore[arg-type]
+    assert isinstance(refused, Refusal) and "$0 spent and $0.75 reserved" in refused.message()
+    await ledger.settle(held, 0.25)
     assert await ledger.spent(caps[0]) == (0.25, 0.0)
-    assert not hasattr(await ledger.reserve(caps, 0.5, hold_s=60), "message")
+    assert isinstance(await ledger.reserve(caps, 0.5, hold_s=60), Reservation)
