@@ -61,7 +61,9 @@ def max_cost(models: Sequence[str], prompt_tokens: int, max_tokens: int | None) 
         inp, out = info.get("input_cost_per_token"), info.get("output_cost_per_token")
         if inp is None or out is None:
             return None
-        ceiling = max_tokens or info.get("max_output_tokens") or info.get("max_tokens") or DEFAULT_OUTPUT_CEILING
+        # 0 is a ceiling too: an embedding writes no tokens.
+        ceiling = max_tokens if max_tokens is not None else (
+            info.get("max_output_tokens") or info.get("max_tokens") or DEFAULT_OUTPUT_CEILING)
         worst = max(worst, prompt_tokens * float(inp) + int(ceiling) * float(out))
     return worst
 

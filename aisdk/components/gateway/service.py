@@ -1,7 +1,9 @@
 """The gateway worker: gateway.requests, gateway.stream and gateway.embeddings
 in the `gateway.workers` queue group, gateway.cache.invalidate on every
-worker. Each call goes: cache -> rate limit -> provider (deployment chain)
--> validation -> cache put, and ends in one LlmOperation."""
+worker. Each call goes: cache (if its CacheControl lets it) -> rate limit ->
+hard-budget reservation -> provider (deployment chain) -> validation -> cache
+put, and ends with its reservation settled and one LlmOperation queued in the
+outbox (the reply never waits for JetStream)."""
 
 from __future__ import annotations
 
@@ -484,7 +486,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             for i, vector in zip(missing, e.vectors):
                 found[i] = gateway_pb2.Embedding(values=vector)
             if self._cache is not None and policy.write:
-                await self._store_embeddings(tenant, model, e.model, [(i, keys[i], texts[i], found[i]) for i in missing],
+                await self._store_embeddings(tenant, model, e.model, [(keys[i], texts[i], found[i]) for i in missing],
                                              policy)
             result.tokens.CopyFrom(convert.tokens(e.usage.prompt, 0))
             result.cost, result.provider, result.model, result.fallback = (
@@ -497,7 +499,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         return result
 
     async def _store_embeddings(self, tenant: str, model: str, served_by: str,
-                                entries: list[tuple[int, str, str, gateway_pb2.Embedding]],
+                                entries: list[tuple[str, str, gateway_pb2.Embedding]],
                                 policy: response_cache.CachePolicy) -> None:
         """Cache new vectors, all at once, under the key of the model that made them."""
         cache = self._cache
@@ -505,7 +507,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         await asyncio.gather(*(
             cache.put(tenant, key if served_by == model else response_cache.embedding_key(tenant, served_by, text),
                       vector.SerializeToString(), served_by, ttl_s=policy.ttl_s, replace=policy.replace)
-            for _, key, text, vector in entries))
+            for key, text, vector in entries))
 
     # -- gateway.cache.invalidate ------------------------------------------
 
