@@ -137,7 +137,7 @@ class BudgetLedger:
         self.conflicts = 0  # compare-and-set rounds lost to another worker
         # This worker's changes of one ledger queue here, so they race only
         # with other workers' and not with each other.
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     @classmethod
     async def open(cls, js_or_bus: JetStreamContext | Connected, *, bucket: str = DEFAULT_BUCKET,
@@ -153,8 +153,16 @@ class BudgetLedger:
         """Apply step to the cap's ledger until the write wins the race (or
         step refuses, which writes nothing)."""
         key = self._key(cap)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            return await self._race(cap, key, step)
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                return await self._race(cap, key, step)
+        finally:
+            # Bounded by the ledgers in use: an idle one's lock goes.
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
 
     async def _race(self, cap: Cap, key: str, step: Callable[[_Ledger, float], Refusal | None]) -> Refusal | None:
         for attempt in range(MAX_ATTEMPTS):
