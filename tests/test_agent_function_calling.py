@@ -48,7 +48,7 @@ async def gateway(nats_url: str) -> AsyncIterator[Gateway]:
 
 def request(*messages: gateway_pb2.ChatMessage) -> gateway_pb2.LlmRequest:
     return gateway_pb2.LlmRequest(request_id=uuid.uuid4().hex, model="local/extractive", messages=messages,
-                                  tools=registry.definitions())
+                                  tools=registry.definitions(), parameters=gateway_pb2.LlmParameters(temperature=0.0))
 
 
 def user(text: str) -> gateway_pb2.ChatMessage:

@@ -29,6 +29,7 @@ DOC = (
     "Our office is in Berlin. Support answers within one business day."
 )
 QUESTION = "What is the refund policy?"
+DETERMINISTIC = gateway_pb2.LlmParameters(temperature=0.0)
 
 
 def config(**overrides: object) -> GatewayConfig:
@@ -75,6 +76,8 @@ class Operations(llmops_bus.LlmopsServiceHandler):
 
 
 def ask(request_id: str, prompt: str = f"{DOC} {QUESTION}", **kwargs: object) -> gateway_pb2.LlmRequest:
+    """A deterministic request (temperature 0), so the cache may answer it."""
+    kwargs.setdefault("parameters", gateway_pb2.LlmParameters(temperature=0.0))
     return gateway_pb2.LlmRequest(request_id=request_id, model="local/extractive", prompt=prompt, **kwargs)  # type: ignore[arg-type]
 
 
@@ -137,16 +140,19 @@ async def test_fallback_to_the_next_deployment_when_the_first_fails(nats_url: st
     async with Bus(nats_url, BusSettings(name="gateway-fallback")) as bus:
         await bus.serve(Gateway(config(models=chain)))
         client = gateway_bus.GatewayServiceClient(bus, tenant)
-        r = await client.requests(gateway_pb2.LlmRequest(request_id="f1", model="chat", prompt=f"{DOC} {QUESTION}"))
+        r = await client.requests(gateway_pb2.LlmRequest(request_id="f1", model="chat", prompt=f"{DOC} {QUESTION}",
+                                                         parameters=DETERMINISTIC))
         # The reply names what answered, and what was asked for.
         assert (r.model, r.provider, r.requested_model, r.fallback) == ("local/extractive", "local", "chat", True)
         assert r.response.startswith("Refunds")
         # The fallback's answer is cached as local/extractive's only: `chat`
         # tries its provider again, a request for the local model hits it.
-        again = await client.requests(gateway_pb2.LlmRequest(request_id="f3", model="chat", prompt=f"{DOC} {QUESTION}"))
+        again = await client.requests(gateway_pb2.LlmRequest(request_id="f3", model="chat", prompt=f"{DOC} {QUESTION}",
+                                                             parameters=DETERMINISTIC))
         assert (again.cached, again.fallback) == (False, True)
         local = await client.requests(
-            gateway_pb2.LlmRequest(request_id="f4", model="local/extractive", prompt=f"{DOC} {QUESTION}"))
+            gateway_pb2.LlmRequest(request_id="f4", model="local/extractive", prompt=f"{DOC} {QUESTION}",
+                                   parameters=DETERMINISTIC))
         assert (local.cached, local.model, local.requested_model, local.fallback) == \
             (True, "local/extractive", "local/extractive", False)
         with pytest.raises(RemoteError) as e:

@@ -59,7 +59,9 @@ def gateway(env: dict[str, str]) -> Gateway:
 
 
 def chat(request_id: str, prompt: str = QUESTION) -> gateway_pb2.LlmRequest:
-    return gateway_pb2.LlmRequest(request_id=request_id, model=models.CHAT, prompt=prompt)
+    """A deterministic request (temperature 0), so the cache may answer it."""
+    return gateway_pb2.LlmRequest(request_id=request_id, model=models.CHAT, prompt=prompt,
+                                  parameters=gateway_pb2.LlmParameters(temperature=0.0))
 
 
 async def test_the_chat_alias_is_answered_by_the_provider_the_setting_names(

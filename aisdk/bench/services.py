@@ -187,7 +187,9 @@ class Stack:
     async def _requests(self, client: gateway_bus.GatewayServiceClient, n: int) -> Sample:
         latencies = []
         for _ in range(n):
-            request = gateway_pb2.LlmRequest(request_id=self._id("req"), prompt=PROMPT, model=ALIAS)
+            # Deterministic, so that the response cache may answer it.
+            request = gateway_pb2.LlmRequest(request_id=self._id("req"), prompt=PROMPT, model=ALIAS,
+                                             parameters=gateway_pb2.LlmParameters(temperature=0.0))
             t0 = _now()
             await client.requests(request)
             latencies.append(_now() - t0)

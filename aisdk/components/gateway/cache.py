@@ -4,12 +4,24 @@ in-process LRU in front of it.
 
 Keys are `{tenant}.{model token}.{digest}` in the bucket, so a tenant or a
 model is one subject filter, and invalidating either is one server-side purge.
-Every worker receives `gateway.cache.invalidate` (an event, not a work queue),
-so each drops the entries from its own LRU while the bucket is purged once.
+The tenant is part of the digest too, so a key made for one tenant never
+names another's entry.
+
+Invalidation reaches every worker's LRU, including one that was disconnected
+when it was sent: whoever invalidates purges the bucket, then writes what it
+dropped to the bucket's `{tenant}.invalidated` entry; every worker watches
+those entries (a JetStream ordered consumer) and drops the same entries from
+its LRU. A worker uses its LRU only while that watch is known to be current:
+after a disconnection it empties its LRU and starts a new watch, and until
+then it reads the bucket, which the invalidation has already purged.
+
+Which requests use the cache is the caller's choice (CacheControl), and by
+default only deterministic ones do: see `chat_policy`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -19,15 +31,17 @@ import re
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from ai.gateway.v1 import gateway_pb2
 from aisdk.components.gateway.kv import Bucket, Connected, check_tenant, jetstream, open_bucket, token
@@ -43,10 +57,59 @@ DEFAULT_LRU_SIZE = 1024
 # so a copy in any worker's LRU expires when the shared entry does.
 _EXPIRY = struct.Struct(">d")
 _KEY_RE = re.compile(r"[0-9a-f]{16}\.[0-9a-f]{32}")
+# The last invalidation of a tenant, watched by every worker.
+INVALIDATED = "invalidated"
 
 
 class InvalidCacheKey(ValueError):
     """A cache key that cache_key/embedding_key did not make (e.g. from an event)."""
+
+
+class InvalidCacheControl(ValueError):
+    """A CacheControl that cannot be followed (e.g. a TTL under a second)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """What one request does with the cache."""
+
+    read: bool
+    write: bool
+    # Write over an entry already there (CACHE_MODE_REFRESH).
+    replace: bool = False
+    # The entry's TTL; None: the cache's.
+    ttl_s: float | None = None
+
+
+def _policy(control: gateway_pb2.CacheControl, deterministic: bool) -> CachePolicy:
+    ttl: float | None = None
+    if control.HasField("ttl"):
+        ttl = control.ttl.ToNanoseconds() / 1e9
+        if ttl < 1:
+            raise InvalidCacheControl(f"cache.ttl must be at least 1 s (entries live whole seconds), not {ttl:g} s")
+    mode = control.mode
+    if mode == gateway_pb2.CACHE_MODE_BYPASS:
+        return CachePolicy(read=False, write=False)
+    if mode == gateway_pb2.CACHE_MODE_REFRESH:
+        return CachePolicy(read=False, write=True, replace=True, ttl_s=ttl)
+    use = deterministic or mode == gateway_pb2.CACHE_MODE_USE
+    return CachePolicy(read=use, write=use, ttl_s=ttl)
+
+
+def chat_policy(request: gateway_pb2.LlmRequest) -> CachePolicy:
+    """By default a completion is cached only when it is deterministic
+    (temperature 0, or a seed): an answer sampled at temperature > 0 is one
+    of many, and serving it again would hide that. CacheControl overrides:
+    USE caches anyway, BYPASS neither reads nor writes, REFRESH writes a new
+    answer over the old one; a TTL shortens the entry's life."""
+    p = request.parameters
+    deterministic = (p.HasField("temperature") and p.temperature == 0) or p.HasField("seed")
+    return _policy(request.cache, deterministic)
+
+
+def embedding_policy(request: gateway_pb2.EmbeddingRequest) -> CachePolicy:
+    """Embeddings are deterministic: cached unless the request says otherwise."""
+    return _policy(request.cache, True)
 
 
 def _canonical(value: Any) -> Any:
@@ -144,6 +207,14 @@ class ResponseCache:
         self.stats = CacheStats()
         # (tenant, key) -> (expiry in epoch seconds, value); most recently used last.
         self._lru: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+        self._nc: Client = js._nc
+        # The connection's reconnect count when the current watch started;
+        # None: no watch is known to be current, so the LRU is not used.
+        self._watching: int | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        # Per tenant, how many invalidations this worker has applied: a
+        # bucket read that overlaps one is not kept in the LRU.
+        self._generation: dict[str, int] = {}
 
     @classmethod
     async def open(
@@ -163,10 +234,88 @@ class ResponseCache:
         js = jetstream(js_or_bus)
         b = await open_bucket(js, bucket, max_age_s=ttl_s, max_bytes=max_bytes, discard_old=True,
                               description="gateway response cache")
-        return cls(b, js, ttl_s=ttl_s, lru_size=lru_size)
+        cache = cls(b, js, ttl_s=ttl_s, lru_size=lru_size)
+        if cache.lru_size:
+            await cache._watch()
+        return cache
+
+    # -- keeping every worker's LRU in line ---------------------------------
+
+    async def _watch(self) -> None:
+        """Start a watch of every tenant's invalidations; the LRU is usable
+        once it runs, for as long as the connection is not lost."""
+        reconnects = self._nc.stats["reconnects"]
+        watcher = await self.bucket.kv.watch(f"*.{INVALIDATED}")
+        self._lru.clear()
+        self._watch_task = asyncio.get_running_loop().create_task(self._follow(watcher), name="gateway-cache-watch")
+        self._watching = reconnects
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            async for entry in watcher:
+                if entry is None or not entry.value:
+                    continue  # the end of the replay, or a purged record
+                tenant = entry.key.split(".", 1)[0]
+                try:
+                    record = json.loads(entry.value)
+                    self._drop_local(tenant, record.get("keys", ()), record.get("model", ""), bool(record.get("all")))
+                except (ValueError, TypeError, AttributeError) as e:
+                    log.warning("unreadable invalidation of %s, dropping its LRU entries: %s", tenant, e)
+                    self._drop_local(tenant, (), "", True)
+        finally:
+            try:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+            except NatsError:
+                pass  # the connection is gone, and the watch with it
+
+    def _lru_current(self) -> bool:
+        """True while the LRU can be trusted. A connection lost since the
+        watch started may have missed invalidations: the LRU is emptied and a
+        new watch started, and until it runs the bucket answers."""
+        if self.lru_size == 0:
+            return False
+        if self._nc.is_connected and self._watching == self._nc.stats["reconnects"]:
+            return True
+        if self._watching is not None:
+            self._watching = None
+            self._lru.clear()
+            if self._watch_task is not None:
+                self._watch_task.cancel()
+            asyncio.get_running_loop().create_task(self._rewatch(), name="gateway-cache-rewatch")
+        return False
+
+    async def _rewatch(self) -> None:
+        while self._watching is None:
+            try:
+                if self._nc.is_connected:
+                    await self._watch()
+                    return
+            except (NatsError, TimeoutError) as e:
+                log.warning("cache invalidation watch not restarted yet: %s", e)
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+        self._watching = None
+
+    def _drop_local(self, tenant: str, keys: Iterable[str], model: str, all: bool) -> set[str]:
+        """Drop the matching entries of this worker's LRU; returns their keys."""
+        self._generation[tenant] = self._generation.get(tenant, 0) + 1
+        wanted = set(keys)
+        model_prefix = f"{model}." if model else ""
+
+        def matches(key: str) -> bool:
+            return all or key in wanted or bool(model_prefix and key.startswith(model_prefix))
+
+        dropped = {k for (t, k) in self._lru if t == tenant and matches(k)}
+        for k in dropped:
+            del self._lru[(tenant, k)]
+        return dropped
 
     def _remember(self, tenant: str, key: str, expires: float, value: bytes) -> None:
-        if self.lru_size == 0:
+        if not self._lru_current():
             return
         self._lru[(tenant, key)] = (expires, value)
         self._lru.move_to_end((tenant, key))
@@ -179,13 +328,14 @@ class ResponseCache:
         check_tenant(tenant)
         _check_key(key)
         now = self.clock()
-        local = self._lru.get((tenant, key))
+        local = self._lru.get((tenant, key)) if self._lru_current() else None
         if local is not None:
             if local[0] > now:
                 self._lru.move_to_end((tenant, key))
                 self.stats.lru_hits += 1
                 return local[1]
             del self._lru[(tenant, key)]
+        generation = self._generation.get(tenant, 0)
         try:
             entry = await self.bucket.kv.get(f"{tenant}.{key}")
         except KeyNotFoundError:
@@ -203,15 +353,24 @@ class ResponseCache:
             return None
         expires = _EXPIRY.unpack_from(data)[0]
         value = data[_EXPIRY.size:]
-        self._remember(tenant, key, expires, value)
+        if self._generation.get(tenant, 0) == generation:
+            # Otherwise an invalidation came in while the entry was read: it may be its target.
+            self._remember(tenant, key, expires, value)
         self.stats.kv_hits += 1
         return value
 
-    async def put(self, tenant: str, key: str, value: bytes, model: str, *, ttl_s: float | None = None) -> bool:
+    async def get_many(self, tenant: str, keys: Sequence[str]) -> list[bytes | None]:
+        """get() of many keys at once: the bucket reads run concurrently, so a
+        batch costs about one round trip instead of one per key."""
+        return list(await asyncio.gather(*(self.get(tenant, k) for k in keys)))
+
+    async def put(self, tenant: str, key: str, value: bytes, model: str, *, ttl_s: float | None = None,
+                  replace: bool = False) -> bool:
         """Store value for every worker; True if stored. An entry already there
-        (another worker answered the same request) is kept. ttl_s may shorten
-        the cache's TTL for this entry. A bucket that cannot be written is
-        logged and counted, and the caller's reply goes on."""
+        (another worker answered the same request) is kept, unless `replace`
+        (a refresh). ttl_s may shorten the cache's TTL for this entry. A
+        bucket that cannot be written is logged and counted, and the
+        caller's reply goes on."""
         check_tenant(tenant)
         _check_key(key)
         if not key.startswith(f"{token(model)}."):
@@ -224,7 +383,12 @@ class ResponseCache:
         expires = self.clock() + whole
         self._remember(tenant, key, expires, value)
         try:
-            await self.bucket.kv.create(f"{tenant}.{key}", _EXPIRY.pack(expires) + value, msg_ttl=whole)
+            if replace:
+                # A plain publish to the key's subject: KeyValue.put takes no per-entry TTL.
+                await self.js.publish(self.bucket.subject(f"{tenant}.{key}"), _EXPIRY.pack(expires) + value,
+                                      msg_ttl=whole)
+            else:
+                await self.bucket.kv.create(f"{tenant}.{key}", _EXPIRY.pack(expires) + value, msg_ttl=whole)
         except KeyWrongLastSequenceError:
             return False
         except (NatsError, TimeoutError) as e:
@@ -242,13 +406,7 @@ class ResponseCache:
         if not (wanted or model or all):
             raise ValueError("nothing to invalidate: give cache keys, a model or all")
         model_prefix = f"{token(model)}." if model else ""
-
-        def matches(key: str) -> bool:
-            return all or key in wanted or bool(model_prefix and key.startswith(model_prefix))
-
-        dropped = {k for (t, k) in self._lru if t == tenant and matches(k)}
-        for k in dropped:
-            del self._lru[(tenant, k)]
+        dropped = self._drop_local(tenant, wanted, token(model) if model else "", all)
 
         if all:
             filters = [f"{tenant}.>"]
@@ -258,10 +416,16 @@ class ResponseCache:
         for f in dict.fromkeys(filters):
             subject = self.bucket.subject(f)
             info = await self.js.stream_info(self.bucket.stream, subjects_filter=subject)
-            present = [s[len(self.bucket.prefix) + len(tenant) + 1:] for s in (info.state.subjects or {})]
+            present = [k for s in (info.state.subjects or {})
+                       if (k := s[len(self.bucket.prefix) + len(tenant) + 1:]) != INVALIDATED]
             if present:
                 await self.js.purge_stream(self.bucket.stream, subject=subject)
                 dropped.update(present)
+        # After the purge, so a worker that drops its LRU entries then reads
+        # the bucket finds them gone. Every invalidation is written, even one
+        # that found nothing here: other workers' LRUs may still hold entries.
+        record = {"keys": sorted(wanted), "model": token(model) if model else "", "all": all}
+        await self.bucket.kv.put(f"{tenant}.{INVALIDATED}", json.dumps(record).encode())
         return len(dropped)
 
     async def apply(self, tenant: str, event: gateway_pb2.CacheInvalidation) -> int:

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from aisdk.components.gateway import models, providers, validation
 from aisdk.components.gateway.breaker import BreakerConfig
 from aisdk.components.gateway.cache import CacheConfig
+from aisdk.components.gateway.operations import DEFAULT_OUTBOX
+from aisdk.components.gateway.reservations import DEFAULT_BUCKET as BUDGET_BUCKET
+from aisdk.components.llmops.budgets import Budgets, load_budgets
 from runtime import check_tenant  # the facade's lazy exports are invisible to mypy
 
 _OFF = {"0", "off", "false", "no"}
@@ -47,6 +50,11 @@ class GatewayConfig:
     health_interval_s: float = 30.0
     # Provider health is not a tenant's: it goes out under this tenant id.
     health_tenant: str = "system"
+    # The budgets of LLMOps' configuration: the hard ones cap spend here.
+    budgets: Budgets = field(default_factory=Budgets)
+    budget_bucket: str = BUDGET_BUCKET
+    # Operation records waiting for JetStream before new work is refused.
+    outbox: int = DEFAULT_OUTBOX
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> GatewayConfig:
@@ -60,4 +68,7 @@ class GatewayConfig:
             breaker=BreakerConfig.from_env(env),
             health_interval_s=_number(env, "AISDK_GATEWAY_HEALTH_INTERVAL_S", 30.0),
             health_tenant=check_tenant(env.get("AISDK_GATEWAY_HEALTH_TENANT", "").strip() or "system"),
+            budgets=load_budgets(env),
+            budget_bucket=env.get("AISDK_GATEWAY_BUDGET_BUCKET", "").strip() or BUDGET_BUCKET,
+            outbox=max(1, int(_number(env, "AISDK_GATEWAY_OUTBOX", DEFAULT_OUTBOX))),
         )

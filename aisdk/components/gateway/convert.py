@@ -87,6 +87,8 @@ def parameters(request: gateway_pb2.LlmRequest) -> dict[str, Any]:
         out["top_p"] = p.top_p
     if p.stop:
         out["stop"] = list(p.stop)
+    if p.HasField("seed"):
+        out["seed"] = p.seed
     if p.response_format == gateway_pb2.RESPONSE_FORMAT_JSON:
         out["response_format"] = {"type": "json_object"}
     if request.tools:

@@ -34,6 +34,8 @@ class Instruments:
         self.rate_limit_checks = m.create_counter("gateway.rate-limit.checks", "{check}", "rate limit checks")
         self.rate_limit_violations = m.create_counter(
             "gateway.rate-limit.violations", "{violation}", "requests over the rate limit")
+        self.budget_refusals = m.create_counter(
+            "gateway.budget.refusals", "{request}", "calls refused because a hard budget had no room")
         self.validation_checks = m.create_counter(
             "gateway.validation.checks", "{check}", "response validations, with outcome")
         self.fallbacks = m.create_counter(

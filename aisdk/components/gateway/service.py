@@ -1,16 +1,20 @@
 """The gateway worker: gateway.requests, gateway.stream and gateway.embeddings
 in the `gateway.workers` queue group, gateway.cache.invalidate on every
-worker. Each call goes: cache -> rate limit -> provider (deployment chain)
--> validation -> cache put, and ends in one LlmOperation."""
+worker. Each call goes: cache (if its CacheControl lets it) -> rate limit ->
+hard-budget reservation -> provider (deployment chain) -> validation -> cache
+put, and ends with its reservation settled and one LlmOperation queued in the
+outbox (the reply never waits for JetStream)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from nats.errors import Error as NatsError
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -24,7 +28,8 @@ from aisdk.components.gateway.operations import Operation, OperationLog, Status 
 from aisdk.components.gateway.health import DeploymentHealth
 from aisdk.components.gateway.models import Deployment
 from aisdk.components.gateway.providers import DEFAULT_RETRY_AFTER_S, NO_GUARD, Completion, Providers, litellm
-from aisdk.components.gateway.ratelimit import STORE_ERRORS, Decision, Limits, RateLimiter
+from aisdk.components.gateway.ratelimit import STORE_ERRORS, WINDOWS, Decision, Limits, RateLimiter
+from aisdk.components.gateway.reservations import BudgetLedger, BudgetUnavailable, Refusal, max_cost
 from aisdk.components.gateway.sharedbreakers import SharedBreakers
 from aisdk.components.gateway.validation import validate
 from runtime import Context, HandlerError  # the facade's lazy exports are invisible to mypy
@@ -46,6 +51,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         self._cache: response_cache.ResponseCache | None = None
         self._limiter: RateLimiter | None = None
         self._health: DeploymentHealth | None = None
+        self._ledger: BudgetLedger | None = None
         self._clients: dict[str, gateway_bus.GatewayServiceClient] = {}
         self.validation_failures = 0
 
@@ -55,7 +61,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         config = self.config = self.config or GatewayConfig.from_env()
         self._bus = bus
         self.inst = Instruments(bus)
-        self.ops = OperationLog(bus)
+        self.ops = OperationLog(bus, capacity=config.outbox)
         outcome = NO_GUARD
         if config.breakers:
             self._health = DeploymentHealth(
@@ -73,6 +79,8 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 bus, bucket=c.bucket, ttl_s=c.ttl_s, max_bytes=c.max_bytes, lru_size=c.lru_size)
         if config.rate_limits:
             self._limiter = await RateLimiter.open(bus, Limits.from_env())
+        if config.budgets.any_hard:
+            self._ledger = await BudgetLedger.open(bus, bucket=config.budget_bucket)
         # Load the tokenizer and WordLlama now, not in the first caller's time.
         litellm().token_counter(model="local/extractive", text="warm up")
         local.wordllama()
@@ -82,6 +90,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
     async def stop(self) -> None:
         if self._health is not None:
             await self._health.stop()
+        if self._cache is not None:
+            await self._cache.close()
+        await self.ops.close()
 
     def _client(self, tenant: str) -> gateway_bus.GatewayServiceClient:
         client = self._clients.get(tenant)
@@ -108,14 +119,97 @@ class Gateway(gateway_bus.GatewayServiceHandler):
 
     # -- the steps of a call -----------------------------------------------
 
-    async def _cached(self, tenant: str, key: str, parent: Span) -> bytes | None:
-        if self._cache is None:
-            return None
-        with self._span("gateway.cache.check", parent, **{"cache.key": key}) as span:
-            value = await self._cache.get(tenant, key)
-            span.set_attribute("cache.hit", value is not None)
-        (self.inst.cache_hits if value is not None else self.inst.cache_misses).add(1, {"tenant_id": tenant})
-        return value
+    async def _cached(self, tenant: str, key: str, parent: Span,
+                      policy: response_cache.CachePolicy) -> bytes | None:
+        return (await self._cached_many(tenant, [key], parent, policy))[0]
+
+    async def _cached_many(self, tenant: str, keys: list[str], parent: Span,
+                           policy: response_cache.CachePolicy) -> list[bytes | None]:
+        """The cache's entries of these keys, in one batch (None: a miss, or a
+        request that does not read the cache)."""
+        if self._cache is None or not policy.read:
+            return [None] * len(keys)
+        first = {"cache.key": keys[0]} if len(keys) == 1 else {"cache.keys": len(keys)}
+        with self._span("gateway.cache.check", parent, **first) as span:
+            values = await self._cache.get_many(tenant, keys)
+            hits = sum(v is not None for v in values)
+            span.set_attribute("cache.hit", hits == len(keys))
+        attrs = {"tenant_id": tenant}
+        if hits:
+            self.inst.cache_hits.add(hits, attrs)
+        if hits < len(keys):
+            self.inst.cache_misses.add(len(keys) - hits, attrs)
+        return values
+
+    @staticmethod
+    def _policy(make: Any, request: Any) -> response_cache.CachePolicy:
+        try:
+            policy: response_cache.CachePolicy = make(request)
+        except response_cache.InvalidCacheControl as e:
+            raise HandlerError(Code.CODE_INVALID_ARGUMENT, str(e)) from None
+        return policy
+
+    def _accepting(self) -> None:
+        """Refuse new work while the operation outbox is full: taking it
+        would mean losing its record."""
+        if self.ops.full:
+            raise HandlerError(Code.CODE_UNAVAILABLE, f"the gateway's operation log is {self.ops.pending} records "
+                               "behind (JetStream is not acknowledging them); retry shortly", retryable=True)
+
+    def _counted(self, tenant: str, requested: str, model: str) -> bool:
+        """Whether a call's tokens must be counted before it runs: for a
+        token limit or a hard budget. Otherwise the provider's usage is the
+        only count."""
+        if self._ledger is not None and self.config is not None and self.config.budgets.caps(
+                tenant, [requested, model]):
+            return True
+        if self._limiter is None:
+            return False
+        limits = self._limiter.limits.resolve(tenant, model)
+        return any(limits.limit("tokens", w) for w in WINDOWS)
+
+    async def _reserve(self, tenant: str, requested: str, prompt_tokens: int, max_tokens: int | None,
+                       parent: Span, op: Operation) -> None:
+        """Hold the call's maximum cost under the tenant's hard budgets, or
+        refuse it with RESOURCE_EXHAUSTED naming the budget and its reset."""
+        assert self.config is not None
+        if self._ledger is None:
+            return
+        chain = self.providers.chain(requested)
+        caps = self.config.budgets.caps(tenant, [requested, chain[0].model])
+        if not caps:
+            return
+        amount = max_cost([d.model for d in chain], prompt_tokens, max_tokens)
+        if amount is None:
+            raise HandlerError(Code.CODE_FAILED_PRECONDITION, f"no price is known for a model of {requested!r}, so "
+                               f"the hard budget {caps[0].name} cannot be kept; the call is refused")
+        with self._span("gateway.budget.reserve", parent, tenant_id=tenant, **{"budget.amount": amount}) as span:
+            try:
+                held = await self._ledger.reserve(caps, amount, self._hold_s())
+            except (BudgetUnavailable, NatsError, TimeoutError) as e:
+                raise HandlerError(Code.CODE_UNAVAILABLE, f"the budget ledger cannot be reached: {e}",
+                                   retryable=True) from None
+            span.set_attribute("budget.allowed", not isinstance(held, Refusal))
+        if isinstance(held, Refusal):
+            op.status = OpStatus.OPERATION_STATUS_BUDGET_EXCEEDED
+            self.inst.budget_refusals.add(1, {"tenant_id": tenant, "budget": held.cap.name})
+            raise HandlerError(Code.CODE_RESOURCE_EXHAUSTED, held.message())
+        op.reservation = held
+
+    def _hold_s(self) -> float:
+        # Longer than any call may take: the contract's timeout of a request, plus a margin.
+        return gateway_bus.GATEWAY_REQUESTS.timeout_ms / 1000 + 60.0
+
+    async def _finish(self, tenant: str, op: Operation) -> None:
+        """Settle the call's reservation to what it cost, and log it."""
+        if op.reservation is not None and self._ledger is not None:
+            try:
+                await self._ledger.settle(op.reservation, op.cost)
+            except (BudgetUnavailable, NatsError, TimeoutError) as e:
+                # The hold lapses on its own; the spend it stood for is not recorded.
+                log.error("could not settle budget reservation %s of %s ($%.6g): %s",
+                          op.reservation.id, tenant, op.cost, e)
+        self.ops.emit(tenant, op)
 
     async def _settle(self, tenant: str, model: str, estimated: int, used: int) -> None:
         """Bring the token counts from the estimate to the real usage."""
@@ -235,12 +329,13 @@ class Gateway(gateway_bus.GatewayServiceHandler):
     # -- gateway.requests ---------------------------------------------------
 
     async def requests(self, request: gateway_pb2.LlmRequest, ctx: Context) -> gateway_pb2.LlmResponse:
+        self._accepting()
         op = self._operation(request, ctx)
         try:
             with self._call(op, ctx, len(request.prompt)) as span:
                 return await self._generate(request, ctx, span, op)
         finally:
-            await self.ops.emit(ctx.tenant_id, op)
+            await self._finish(ctx.tenant_id, op)
 
     @staticmethod
     def _operation(request: gateway_pb2.LlmRequest, ctx: Context) -> Operation:
@@ -255,9 +350,10 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         primary = self.providers.primary(requested)
         model = primary.model
         messages, params = convert.messages(request), convert.parameters(request)
+        policy = self._policy(response_cache.chat_policy, request)
         key = response_cache.cache_key(tenant, model, messages, params)
         t0 = time.perf_counter()
-        hit = await self._cached(tenant, key, span)
+        hit = await self._cached(tenant, key, span, policy)
         if hit is not None:
             reply = gateway_pb2.LlmResponse.FromString(hit)
             reply.request_id, reply.cached, reply.cost = request.request_id, True, 0.0
@@ -268,8 +364,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             op.status = OpStatus.OPERATION_STATUS_CACHED
             op.prompt_tokens, op.completion_tokens = reply.tokens.prompt, reply.tokens.completion
             return reply
-        estimate = self._estimate(model, messages, params)
-        await self._admit(tenant, model, estimate, span, op)
+        estimate = await self._before_call(tenant, requested, model, messages, params, span, op)
         with self._span("gateway.provider.call", span, **genai.request(genai.CHAT, requested, params)) as call:
             c = await self.providers.complete(requested, messages, params, ctx.time_left())
             self._provider_done(call, c, tenant)
@@ -286,35 +381,45 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             duration=convert.duration(time.perf_counter() - t0), provider=c.provider, tool_calls=calls,
             requested_model=requested, fallback=self._served(span, primary, c.deployment, c.model),
         )
-        await self._remember(tenant, c.model, messages, params, reply)
+        await self._remember(tenant, c.model, messages, params, reply, policy)
         return reply
 
     async def _remember(self, tenant: str, served_by: str, messages: list[dict[str, Any]], params: dict[str, Any],
-                        reply: gateway_pb2.LlmResponse) -> None:
+                        reply: gateway_pb2.LlmResponse, policy: response_cache.CachePolicy) -> None:
         """Cache an answer under the key of the model that gave it. A
         fallback's answer is then never served as the requested model's: the
         next request for that model tries its own deployment again."""
-        if self._cache is not None:
+        if self._cache is not None and policy.write:
             key = response_cache.cache_key(tenant, served_by, messages, params)
-            await self._cache.put(tenant, key, reply.SerializeToString(), served_by)
+            await self._cache.put(tenant, key, reply.SerializeToString(), served_by, ttl_s=policy.ttl_s,
+                                  replace=policy.replace)
 
-    @staticmethod
-    def _estimate(model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> int:
-        """Tokens a call will use, for the token limits: the counted prompt
-        and the answer's ceiling when the request sets one."""
+    async def _before_call(self, tenant: str, requested: str, model: str, messages: list[dict[str, Any]],
+                           params: dict[str, Any], span: Span, op: Operation) -> int:
+        """Rate limits, then hard budgets, for one completion. The prompt is
+        counted once, and only when a limit or a budget needs it; returns
+        the estimate the limiter was told (prompt plus max_tokens)."""
+        if not self._counted(tenant, requested, model):
+            await self._admit(tenant, model, 0, span, op)
+            return 0
         prompt = int(litellm().token_counter(model=model, messages=messages))
-        return prompt + int(params.get("max_tokens", 0))
+        max_tokens = params.get("max_tokens")
+        estimate = prompt + int(max_tokens or 0)
+        await self._admit(tenant, model, estimate, span, op)
+        await self._reserve(tenant, requested, prompt, max_tokens, span, op)
+        return estimate
 
     # -- gateway.stream -----------------------------------------------------
 
     async def stream(self, request: gateway_pb2.LlmRequest, ctx: Context) -> AsyncIterator[gateway_pb2.LlmChunk]:
+        self._accepting()
         op = self._operation(request, ctx)
         try:
             with self._call(op, ctx, len(request.prompt)) as span:
                 async for chunk in self._stream(request, ctx, span, op):
                     yield chunk
         finally:
-            await self.ops.emit(ctx.tenant_id, op)
+            await self._finish(ctx.tenant_id, op)
 
     async def _stream(self, request: gateway_pb2.LlmRequest, ctx: Context, span: Span,
                       op: Operation) -> AsyncIterator[gateway_pb2.LlmChunk]:
@@ -326,9 +431,10 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         primary = self.providers.primary(requested)
         model = primary.model
         messages, params = convert.messages(request), convert.parameters(request)
+        policy = self._policy(response_cache.chat_policy, request)
         key = response_cache.cache_key(tenant, model, messages, params)
         t0 = time.perf_counter()
-        hit = await self._cached(tenant, key, span)
+        hit = await self._cached(tenant, key, span, policy)
         if hit is not None:
             cached = gateway_pb2.LlmResponse.FromString(hit)
             words = cached.response.split(" ")
@@ -342,8 +448,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 duration=convert.duration(time.perf_counter() - t0), requested_model=requested, fallback=False,
             )
             return
-        estimate = self._estimate(model, messages, params)
-        await self._admit(tenant, model, estimate, span, op)
+        estimate = await self._before_call(tenant, requested, model, messages, params, span, op)
         index = 0
         received: list[Any] = []
         with self._span("gateway.provider.call", span, **genai.request(genai.CHAT, requested, params)) as call:
@@ -368,7 +473,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         await self._remember(tenant, c.model, messages, params, gateway_pb2.LlmResponse(
             request_id=rid, response=c.text, tokens=usage, cost=c.cost, model=c.model, finish_reason=finish,
             duration=elapsed, provider=c.provider, requested_model=requested, fallback=fallback,
-        ))
+        ), policy)
 
     async def _deltas(self, deployment: Deployment, chunks: AsyncIterator[Any],
                       received: list[Any]) -> AsyncIterator[str]:
@@ -395,11 +500,12 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         if request.text_ids and len(request.text_ids) != len(request.texts):
             raise HandlerError(Code.CODE_INVALID_ARGUMENT,
                                f"{len(request.text_ids)} text_ids for {len(request.texts)} texts")
+        self._accepting()
         try:
             with self._call(op, ctx, sum(len(t) for t in request.texts)) as span:
                 return await self._embed(request, ctx, span, op)
         finally:
-            await self.ops.emit(ctx.tenant_id, op)
+            await self._finish(ctx.tenant_id, op)
 
     async def _embed(self, request: gateway_pb2.EmbeddingRequest, ctx: Context, span: Span,
                      op: Operation) -> gateway_pb2.EmbeddingResult:
@@ -408,12 +514,10 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         model = primary.model
         t0 = time.perf_counter()
         texts = list(request.texts)
+        policy = self._policy(response_cache.embedding_policy, request)
         keys = [response_cache.embedding_key(tenant, model, t) for t in texts]
-        found: dict[int, gateway_pb2.Embedding] = {}
-        for i, key in enumerate(keys):
-            hit = await self._cached(tenant, key, span)
-            if hit is not None:
-                found[i] = gateway_pb2.Embedding.FromString(hit)
+        found = {i: gateway_pb2.Embedding.FromString(hit)
+                 for i, hit in enumerate(await self._cached_many(tenant, keys, span, policy)) if hit is not None}
         missing = [i for i in range(len(texts)) if i not in found]
         # Vectors the cache holds under this key are the primary deployment's.
         result = gateway_pb2.EmbeddingResult(
@@ -421,8 +525,11 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             requested_model=requested, provider=primary.provider)
         if missing:
             todo = [texts[i] for i in missing]
-            tokens = sum(int(litellm().token_counter(model=model, text=t)) for t in todo)
+            # Counted once per text, and only for a token limit or a budget.
+            tokens = sum(int(litellm().token_counter(model=model, text=t)) for t in todo) \
+                if self._counted(tenant, requested, model) else 0
             await self._admit(tenant, model, tokens, span, op)
+            await self._reserve(tenant, requested, tokens, 0, span, op)
             with self._span("gateway.provider.call", span, **genai.request(genai.EMBEDDINGS, requested)) as call:
                 e = await self.providers.embed(requested, todo, ctx.time_left())
                 self._provider_done(call, e, tenant)
@@ -439,9 +546,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                                    retry_after=self.providers.outcome.wait(primary.id) or DEFAULT_RETRY_AFTER_S)
             for i, vector in zip(missing, e.vectors):
                 found[i] = gateway_pb2.Embedding(values=vector)
-                if self._cache is not None:
-                    key = keys[i] if e.model == model else response_cache.embedding_key(tenant, e.model, texts[i])
-                    await self._cache.put(tenant, key, found[i].SerializeToString(), e.model)
+            if self._cache is not None and policy.write:
+                await self._store_embeddings(tenant, model, e.model, [(keys[i], texts[i], found[i]) for i in missing],
+                                             policy)
             result.tokens.CopyFrom(convert.tokens(e.usage.prompt, 0))
             result.cost, result.provider, result.model, result.fallback = (
                 e.cost, e.provider, e.model, self._served(span, primary, e.deployment, e.model))
@@ -451,6 +558,17 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         result.embeddings.extend(found[i] for i in range(len(texts)))
         result.duration.CopyFrom(convert.duration(time.perf_counter() - t0))
         return result
+
+    async def _store_embeddings(self, tenant: str, model: str, served_by: str,
+                                entries: list[tuple[str, str, gateway_pb2.Embedding]],
+                                policy: response_cache.CachePolicy) -> None:
+        """Cache new vectors, all at once, under the key of the model that made them."""
+        cache = self._cache
+        assert cache is not None
+        await asyncio.gather(*(
+            cache.put(tenant, key if served_by == model else response_cache.embedding_key(tenant, served_by, text),
+                      vector.SerializeToString(), served_by, ttl_s=policy.ttl_s, replace=policy.replace)
+            for key, text, vector in entries))
 
     # -- gateway.cache.invalidate ------------------------------------------
 

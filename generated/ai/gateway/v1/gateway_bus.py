@@ -25,12 +25,12 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.3"
+SCHEMA_VERSION: Final = "1.4"
 
 _ENUM0: Final = frozenset({0, 1, 2})
-_ENUM1: Final = frozenset({0, 1, 2, 3, 4})
-_RE2: Final = re.compile("^[A-Za-z_][A-Za-z0-9_-]*$")
-_ENUM3: Final = frozenset({0, 1, 2, 3})
+_ENUM1: Final = frozenset({0, 1, 2, 3})
+_ENUM2: Final = frozenset({0, 1, 2, 3, 4})
+_RE3: Final = re.compile("^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 def validate_llm_parameters(m: gateway_pb2.LlmParameters, prefix: str = '') -> list[Violation]:
@@ -58,12 +58,20 @@ def validate_llm_parameters(m: gateway_pb2.LlmParameters, prefix: str = '') -> l
     return out
 
 
+def validate_cache_control(m: gateway_pb2.CacheControl, prefix: str = '') -> list[Violation]:
+    """Check ai.gateway.v1.CacheControl against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    if m.mode not in _ENUM1:
+        out.append(Violation(prefix + "mode", "defined_only", f"{m.mode} is not a defined value"))
+    return out
+
+
 def validate_chat_message(m: gateway_pb2.ChatMessage, prefix: str = '') -> list[Violation]:
     """Check ai.gateway.v1.ChatMessage against its contract rules; an empty list means valid."""
     out: list[Violation] = []
     if not m.role:
         out.append(Violation(prefix + "role", "required", "must be set"))
-    if m.role not in _ENUM1:
+    if m.role not in _ENUM2:
         out.append(Violation(prefix + "role", "defined_only", f"{m.role} is not a defined value"))
     v = m.content
     if v:
@@ -88,7 +96,7 @@ def validate_tool_definition(m: gateway_pb2.ToolDefinition, prefix: str = '') ->
         out.append(Violation(prefix + "name", "required", "must be set"))
     elif len(v) > 64:
         out.append(Violation(prefix + "name", "max_len", f"length {len(v)} exceeds 64"))
-    elif _RE2.search(v) is None:
+    elif _RE3.search(v) is None:
         out.append(Violation(prefix + "name", "pattern", "must match ^[A-Za-z_][A-Za-z0-9_-]*$"))
     v = m.description
     if v:
@@ -144,6 +152,8 @@ def validate_llm_request(m: gateway_pb2.LlmRequest, prefix: str = '') -> list[Vi
         out.append(Violation(prefix + "tools", "max_items", f"has {len(m.tools)} items, more than 128"))
     for i, tools_item in enumerate(m.tools):
         out.extend(validate_tool_definition(tools_item, f"{prefix}tools[{i}]."))
+    if m.HasField("cache"):
+        out.extend(validate_cache_control(m.cache, prefix + "cache."))
     return out
 
 
@@ -161,7 +171,7 @@ def validate_llm_response(m: gateway_pb2.LlmResponse, prefix: str = '') -> list[
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
-    if m.finish_reason not in _ENUM1:
+    if m.finish_reason not in _ENUM2:
         out.append(Violation(prefix + "finish_reason", "defined_only", f"{m.finish_reason} is not a defined value"))
     v = m.provider
     if v:
@@ -186,7 +196,7 @@ def validate_llm_chunk(m: gateway_pb2.LlmChunk, prefix: str = '') -> list[Violat
         out.append(Violation(prefix + "request_id", "required", "must be set"))
     elif len(v) > 128:
         out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
-    if m.finish_reason not in _ENUM1:
+    if m.finish_reason not in _ENUM2:
         out.append(Violation(prefix + "finish_reason", "defined_only", f"{m.finish_reason} is not a defined value"))
     if m.cost < 0:
         out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
@@ -224,6 +234,8 @@ def validate_embedding_request(m: gateway_pb2.EmbeddingRequest, prefix: str = ''
         out.append(Violation(prefix + "texts", "max_items", f"has {len(m.texts)} items, more than 2048"))
     if len(m.text_ids) > 2048:
         out.append(Violation(prefix + "text_ids", "max_items", f"has {len(m.text_ids)} items, more than 2048"))
+    if m.HasField("cache"):
+        out.extend(validate_cache_control(m.cache, prefix + "cache."))
     return out
 
 
@@ -261,7 +273,7 @@ def validate_rate_limit_event(m: gateway_pb2.RateLimitEvent, prefix: str = '') -
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
     if not m.scope:
         out.append(Violation(prefix + "scope", "required", "must be set"))
-    if m.scope not in _ENUM3:
+    if m.scope not in _ENUM1:
         out.append(Violation(prefix + "scope", "defined_only", f"{m.scope} is not a defined value"))
     return out
 
@@ -292,7 +304,7 @@ def validate_provider_health(m: gateway_pb2.ProviderHealth, prefix: str = '') ->
         out.append(Violation(prefix + "provider", "max_len", f"length {len(v)} exceeds 128"))
     if not m.state:
         out.append(Violation(prefix + "state", "required", "must be set"))
-    if m.state not in _ENUM3:
+    if m.state not in _ENUM1:
         out.append(Violation(prefix + "state", "defined_only", f"{m.state} is not a defined value"))
     if m.error_rate < 0:
         out.append(Violation(prefix + "error_rate", "gte", f"{m.error_rate} is below 0"))

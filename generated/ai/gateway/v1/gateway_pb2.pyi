@@ -14,6 +14,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CacheMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CACHE_MODE_UNSPECIFIED: _ClassVar[CacheMode]
+    CACHE_MODE_USE: _ClassVar[CacheMode]
+    CACHE_MODE_BYPASS: _ClassVar[CacheMode]
+    CACHE_MODE_REFRESH: _ClassVar[CacheMode]
+
 class ResponseFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RESPONSE_FORMAT_UNSPECIFIED: _ClassVar[ResponseFormat]
@@ -49,6 +56,10 @@ class HealthState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HEALTH_STATE_HEALTHY: _ClassVar[HealthState]
     HEALTH_STATE_DEGRADED: _ClassVar[HealthState]
     HEALTH_STATE_UNHEALTHY: _ClassVar[HealthState]
+CACHE_MODE_UNSPECIFIED: CacheMode
+CACHE_MODE_USE: CacheMode
+CACHE_MODE_BYPASS: CacheMode
+CACHE_MODE_REFRESH: CacheMode
 RESPONSE_FORMAT_UNSPECIFIED: ResponseFormat
 RESPONSE_FORMAT_TEXT: ResponseFormat
 RESPONSE_FORMAT_JSON: ResponseFormat
@@ -72,18 +83,28 @@ HEALTH_STATE_DEGRADED: HealthState
 HEALTH_STATE_UNHEALTHY: HealthState
 
 class LlmParameters(_message.Message):
-    __slots__ = ("temperature", "max_tokens", "top_p", "stop", "response_format")
+    __slots__ = ("temperature", "max_tokens", "top_p", "stop", "response_format", "seed")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     temperature: float
     max_tokens: int
     top_p: float
     stop: _containers.RepeatedScalarFieldContainer[str]
     response_format: ResponseFormat
-    def __init__(self, temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., response_format: _Optional[_Union[ResponseFormat, str]] = ...) -> None: ...
+    seed: int
+    def __init__(self, temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., response_format: _Optional[_Union[ResponseFormat, str]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class CacheControl(_message.Message):
+    __slots__ = ("mode", "ttl")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    mode: CacheMode
+    ttl: _duration_pb2.Duration
+    def __init__(self, mode: _Optional[_Union[CacheMode, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content", "tool_calls", "tool_call_id")
@@ -118,20 +139,22 @@ class ToolCall(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class LlmRequest(_message.Message):
-    __slots__ = ("request_id", "prompt", "model", "parameters", "messages", "tools")
+    __slots__ = ("request_id", "prompt", "model", "parameters", "messages", "tools", "cache")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompt: str
     model: str
     parameters: LlmParameters
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     tools: _containers.RepeatedCompositeFieldContainer[ToolDefinition]
-    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., model: _Optional[str] = ..., parameters: _Optional[_Union[LlmParameters, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolDefinition, _Mapping]]] = ...) -> None: ...
+    cache: CacheControl
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., model: _Optional[str] = ..., parameters: _Optional[_Union[LlmParameters, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolDefinition, _Mapping]]] = ..., cache: _Optional[_Union[CacheControl, _Mapping]] = ...) -> None: ...
 
 class TokenUsage(_message.Message):
     __slots__ = ("prompt", "completion", "total")
@@ -200,16 +223,18 @@ class LlmChunk(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., index: _Optional[int] = ..., delta: _Optional[str] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., cached: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., requested_model: _Optional[str] = ..., fallback: _Optional[bool] = ...) -> None: ...
 
 class EmbeddingRequest(_message.Message):
-    __slots__ = ("request_id", "model", "texts", "text_ids")
+    __slots__ = ("request_id", "model", "texts", "text_ids", "cache")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     TEXT_IDS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     text_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., text_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    cache: CacheControl
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., text_ids: _Optional[_Iterable[str]] = ..., cache: _Optional[_Union[CacheControl, _Mapping]] = ...) -> None: ...
 
 class Embedding(_message.Message):
     __slots__ = ("values",)

@@ -26,10 +26,9 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4, 5})
-_ENUM1: Final = frozenset({0, 1, 2, 3, 4})
 
 
 def validate_llm_operation(m: llmops_pb2.LlmOperation, prefix: str = '') -> list[Violation]:
@@ -54,7 +53,7 @@ def validate_llm_operation(m: llmops_pb2.LlmOperation, prefix: str = '') -> list
         out.append(Violation(prefix + "latency_ms", "gte", f"{m.latency_ms} is below 0"))
     if not m.status:
         out.append(Violation(prefix + "status", "required", "must be set"))
-    if m.status not in _ENUM1:
+    if m.status not in _ENUM0:
         out.append(Violation(prefix + "status", "defined_only", f"{m.status} is not a defined value"))
     v = m.request_id
     if v:

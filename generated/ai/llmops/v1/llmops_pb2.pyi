@@ -30,6 +30,7 @@ class OperationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OPERATION_STATUS_ERROR: _ClassVar[OperationStatus]
     OPERATION_STATUS_CACHED: _ClassVar[OperationStatus]
     OPERATION_STATUS_RATE_LIMITED: _ClassVar[OperationStatus]
+    OPERATION_STATUS_BUDGET_EXCEEDED: _ClassVar[OperationStatus]
 OPERATION_TYPE_UNSPECIFIED: OperationType
 OPERATION_TYPE_COMPLETION: OperationType
 OPERATION_TYPE_CHAT: OperationType
@@ -41,6 +42,7 @@ OPERATION_STATUS_SUCCESS: OperationStatus
 OPERATION_STATUS_ERROR: OperationStatus
 OPERATION_STATUS_CACHED: OperationStatus
 OPERATION_STATUS_RATE_LIMITED: OperationStatus
+OPERATION_STATUS_BUDGET_EXCEEDED: OperationStatus
 
 class LlmOperation(_message.Message):
     __slots__ = ("operation_id", "operation_type", "model", "tokens", "cost", "latency_ms", "status", "request_id", "occurred_at")

@@ -27,6 +27,25 @@ if TYPE_CHECKING:
     from grpclib.metadata import Deadline
 
 
+class CacheMode(betterproto.Enum):
+    """How one request uses the response cache."""
+
+    UNSPECIFIED = 0
+    """
+    The default rule: deterministic requests (temperature 0 or a seed) and
+     embeddings are read from and written to the cache, others are not.
+    """
+
+    USE = 1
+    """Read and write the cache whatever the sampling parameters."""
+
+    BYPASS = 2
+    """Neither read nor write: always a provider call."""
+
+    REFRESH = 3
+    """Do not read; call the provider and replace the cached entry."""
+
+
 class ResponseFormat(betterproto.Enum):
     UNSPECIFIED = 0
     TEXT = 1
@@ -75,6 +94,22 @@ class LlmParameters(betterproto.Message):
     stop: List[str] = betterproto.string_field(4)
     response_format: "ResponseFormat" = betterproto.enum_field(5)
     """JSON: the answer must parse as JSON, or the reply is an error."""
+
+    seed: Optional[int] = betterproto.int64_field(6, optional=True)
+    """
+    Asks the provider for reproducible sampling. A request with a seed is
+     deterministic for the cache, as one at temperature 0 is.
+    """
+
+
+@dataclass(eq=False, repr=False)
+class CacheControl(betterproto.Message):
+    mode: "CacheMode" = betterproto.enum_field(1)
+    ttl: timedelta = betterproto.message_field(2)
+    """
+    How long an entry written by this request lives (whole seconds, at
+     least 1 s); never longer than the gateway's cache TTL. Unset: that TTL.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -131,6 +166,9 @@ class LlmRequest(betterproto.Message):
     Functions the model may call instead of answering; the reply then
      carries tool_calls and FINISH_REASON_TOOL_CALLS.
     """
+
+    cache: "CacheControl" = betterproto.message_field(7)
+    """Unset: the default rule of CACHE_MODE_UNSPECIFIED."""
 
 
 @dataclass(eq=False, repr=False)
@@ -213,6 +251,9 @@ class EmbeddingRequest(betterproto.Message):
     texts: List[str] = betterproto.string_field(3)
     text_ids: List[str] = betterproto.string_field(4)
     """Caller-side ids of the texts (e.g. chunk ids), echoed in the result."""
+
+    cache: "CacheControl" = betterproto.message_field(5)
+    """Unset: embeddings are cached (they are deterministic)."""
 
 
 @dataclass(eq=False, repr=False)

@@ -43,6 +43,10 @@ class OperationStatus(betterproto.Enum):
     ERROR = 2
     CACHED = 3
     RATE_LIMITED = 4
+    BUDGET_EXCEEDED = 5
+    """
+    Refused before the call: a hard budget had no room for its maximum cost.
+    """
 
 
 @dataclass(eq=False, repr=False)
