@@ -137,13 +137,19 @@ async def test_fallback_to_the_next_deployment_when_the_first_fails(nats_url: st
             "model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9/v1", "api_key": "none"}}],
         "fallbacks": {"chat": ["local/extractive"]},
     })
+    recorder = Operations()
     async with Bus(nats_url, BusSettings(name="gateway-fallback")) as bus:
         await bus.serve(Gateway(config(models=chain)))
+        await bus.serve(recorder, tenants=[tenant])
         client = gateway_bus.GatewayServiceClient(bus, tenant)
         r = await client.requests(gateway_pb2.LlmRequest(request_id="f1", model="chat", prompt=f"{DOC} {QUESTION}",
                                                          parameters=DETERMINISTIC))
         # The reply names what answered, and what was asked for.
         assert (r.model, r.provider, r.requested_model, r.fallback) == ("local/extractive", "local", "chat", True)
+        # So does the operation LLMOps stores and reports by: the model
+        # that answered and was billed, never the alias.
+        [logged] = await recorder.wait_for(1)
+        assert (logged.request_id, logged.model) == ("f1", "local/extractive")
         assert r.response.startswith("Refunds")
         # The fallback's answer is cached as local/extractive's only: `chat`
         # tries its provider again, a request for the local model hits it.

@@ -363,6 +363,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             reply.duration.CopyFrom(convert.duration(time.perf_counter() - t0))
             op.status = OpStatus.OPERATION_STATUS_CACHED
             op.prompt_tokens, op.completion_tokens = reply.tokens.prompt, reply.tokens.completion
+            op.model = reply.model or op.model
             return reply
         estimate = await self._before_call(tenant, requested, model, messages, params, span, op)
         with self._span("gateway.provider.call", span, **genai.request(genai.CHAT, requested, params)) as call:
@@ -371,6 +372,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             genai.content(call, messages, c.text)
         await self._settle(tenant, model, estimate, c.usage.total)
         op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
+        op.model = c.model  # what answered, not the alias asked for
         calls = convert.tool_calls(c.tool_calls)
         if not calls:
             # A function call is the whole answer: there is no text to check.
@@ -442,6 +444,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 yield gateway_pb2.LlmChunk(request_id=rid, index=i, delta=word if i == 0 else f" {word}")
             op.status = OpStatus.OPERATION_STATUS_CACHED
             op.prompt_tokens, op.completion_tokens = cached.tokens.prompt, cached.tokens.completion
+            op.model = cached.model or op.model
             yield gateway_pb2.LlmChunk(
                 request_id=rid, index=len(words), tokens=cached.tokens, finish_reason=cached.finish_reason,
                 cost=0.0, model=cached.model, provider=cached.provider, cached=True,
@@ -461,6 +464,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             genai.content(call, messages, c.text)
         await self._settle(tenant, model, estimate, c.usage.total)
         op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
+        op.model = c.model
         self._check(c.text, convert.wants_json(request), span)
         usage = convert.tokens(c.usage.prompt, c.usage.completion)
         elapsed = convert.duration(time.perf_counter() - t0)
@@ -553,6 +557,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             result.cost, result.provider, result.model, result.fallback = (
                 e.cost, e.provider, e.model, self._served(span, primary, e.deployment, e.model))
             op.prompt_tokens, op.cost = e.usage.prompt, e.cost
+            op.model = e.model
         else:
             op.status = OpStatus.OPERATION_STATUS_CACHED
         result.embeddings.extend(found[i] for i in range(len(texts)))
