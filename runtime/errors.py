@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -209,3 +210,19 @@ class ConnectionFailed(PlatformError):
     def __init__(self, servers: Sequence[str], reason: str) -> None:
         self.servers = tuple(servers)
         super().__init__(f"cannot connect to NATS at {', '.join(servers)}: {reason}")
+
+
+@contextmanager
+def passed_on(what: str, serve: str) -> Iterator[None]:
+    """Inside a handler, around a call to another component: its failure is
+    answered as this handler's own error, with the same code, retryability
+    and retry-after and the component named, instead of INTERNAL. `serve`
+    names what to start when nothing answers (`aisdk serve SERVE`)."""
+    try:
+        yield
+    except RemoteError as e:
+        raise HandlerError(e.code, f"{what}: {e.message}", e.retryable, e.retry_after) from e
+    except NoResponders as e:
+        raise HandlerError("UNAVAILABLE", f"{what}: nothing serves it (run `aisdk serve {serve}`)", True) from e
+    except RequestTimeout as e:
+        raise HandlerError("DEADLINE_EXCEEDED", f"{what}: {e}", True) from e

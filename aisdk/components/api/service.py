@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ai.api.v1 import api_bus, api_pb2
@@ -17,7 +16,7 @@ from aisdk.components.gateway.models import CHAT
 from opentelemetry.util.types import AttributeValue
 
 from runtime.contract import CallOptions, Context
-from runtime.errors import HandlerError, NoResponders, PlatformError, RemoteError, RequestTimeout
+from runtime.errors import PlatformError, passed_on
 from runtime.telemetry import Telemetry
 from runtime.telemetry.names import ATTR, SPAN
 
@@ -37,20 +36,6 @@ def _options(ctx: Context) -> CallOptions:
     """The caller's deadline, passed on to the component that answers."""
     left = ctx.time_left()
     return {"timeout": max(0.1, left)} if left is not None else {}
-
-
-@contextmanager
-def _downstream(what: str, serve: str) -> Iterator[None]:
-    """A failure of the component that answers, said as the API's own error
-    with that component named (an answer never leaks a traceback)."""
-    try:
-        yield
-    except RemoteError as e:
-        raise HandlerError(e.code, f"{what}: {e.message}", e.retryable, e.retry_after) from e
-    except NoResponders as e:
-        raise HandlerError("UNAVAILABLE", f"{what}: nothing serves it (run `aisdk serve {serve}`)", True) from e
-    except RequestTimeout as e:
-        raise HandlerError("DEADLINE_EXCEEDED", f"{what}: {e}", True) from e
 
 
 class Api(api_bus.ApiServiceHandler):
@@ -101,7 +86,7 @@ class Api(api_bus.ApiServiceHandler):
 
     async def _rag(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
         query = rag_pb2.RagQuery(query_id=request.query_id, query=request.query)
-        with _downstream("rag.queries", "rag"):
+        with passed_on("rag.queries", "rag"):
             got = await rag_bus.RagServiceClient(self.bus, ctx.tenant_id).queries(query, **_options(ctx))
         return api_pb2.ApiAnswer(answer=got.answer, sources=got.sources, tokens=got.tokens, cost=got.cost,
                                  status=got.status, grounded=got.grounded, model=got.model)
@@ -110,7 +95,7 @@ class Api(api_bus.ApiServiceHandler):
         # Imported here: the RAG and LLM modes never load the agent framework.
         from aisdk.components.agents import answer
 
-        with _downstream("the agent", "agents"):
+        with passed_on("the agent", "agents"):
             got = await answer(self.bus, ctx.tenant_id, request.query, settings=self._agent_settings, tel=self._tel)
         # The agent adds up its model calls and RAG queries as one total.
         return api_pb2.ApiAnswer(answer=got.answer, sources=got.sources,
@@ -119,6 +104,6 @@ class Api(api_bus.ApiServiceHandler):
 
     async def _llm(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
         llm = gateway_pb2.LlmRequest(request_id=request.query_id, prompt=request.query, model=self.chat_model)
-        with _downstream("gateway.requests", "gateway"):
+        with passed_on("gateway.requests", "gateway"):
             got = await gateway_bus.GatewayServiceClient(self.bus, ctx.tenant_id).requests(llm, **_options(ctx))
         return api_pb2.ApiAnswer(answer=got.response, tokens=got.tokens, cost=got.cost, model=got.model)

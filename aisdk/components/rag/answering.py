@@ -22,7 +22,7 @@ from aisdk.components.rag.embedding import embed
 from aisdk.components.rag.settings import Settings
 from aisdk.components.rag.store import CANDIDATES_PER_SOURCE, ChunkStore
 from runtime.contract import CallOptions, Context, Transport
-from runtime.errors import RemoteError
+from runtime.errors import RemoteError, passed_on
 from runtime.telemetry import Telemetry
 from runtime.telemetry.names import ATTR, METRIC, SPAN
 
@@ -84,7 +84,7 @@ class Answerer:
         attrs: dict[str, AttributeValue] = {ATTR.TENANT_ID: tenant, "rag.query.id": query.query_id, "rag.query.length": len(query.query)}
         self._tel.metrics.counter(METRIC.RAG_QUERIES_EXECUTED).add(1, {ATTR.TENANT_ID: tenant})
         with self._tel.span(SPAN.RAG_QUERY, attrs) as span:
-            with clock.measure("embedding"):
+            with clock.measure("embedding"), passed_on("gateway.embeddings", "gateway"):
                 question = await embed(self._bus, self._tel, tenant, s.embedding_model, f"{query.query_id}:q",
                                        [query.query], 1, ctx.time_left())
             with clock.measure("retrieval"):
@@ -153,15 +153,16 @@ class Answerer:
             # The rendered template (instructions and documents) is the system
             # turn and the question the user turn: the question comes from the
             # request's structure, never from a sentence of a document.
-            reply = await gateway_bus.GatewayServiceClient(self._bus, tenant).requests(
-                gateway_pb2.LlmRequest(
-                    request_id=query.query_id, model=model,
-                    messages=[gateway_pb2.ChatMessage(role=gateway_pb2.ROLE_SYSTEM, content=built.prompt),
-                              gateway_pb2.ChatMessage(role=gateway_pb2.ROLE_USER, content=query.query)],
-                    parameters=gateway_pb2.LlmParameters(max_tokens=s.answer_tokens, temperature=0.0),
-                ),
-                **_options(ctx),
-            )
+            with passed_on("gateway.requests", "gateway"):
+                reply = await gateway_bus.GatewayServiceClient(self._bus, tenant).requests(
+                    gateway_pb2.LlmRequest(
+                        request_id=query.query_id, model=model,
+                        messages=[gateway_pb2.ChatMessage(role=gateway_pb2.ROLE_SYSTEM, content=built.prompt),
+                                  gateway_pb2.ChatMessage(role=gateway_pb2.ROLE_USER, content=query.query)],
+                        parameters=gateway_pb2.LlmParameters(max_tokens=s.answer_tokens, temperature=0.0),
+                    ),
+                    **_options(ctx),
+                )
             span.set_attribute("llm.tokens", reply.tokens.total)
             span.set_attribute("llm.cost", reply.cost)
         self._tel.metrics.counter(METRIC.RAG_RESPONSES_GENERATED).add(1, {ATTR.TENANT_ID: tenant})
