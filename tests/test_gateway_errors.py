@@ -389,3 +389,37 @@ async def test_aisdk_request_and_ask_show_the_retry_after(nats_url: str, provide
     assert ask.stderr.startswith(f"aisdk ask: UNAVAILABLE from ai.api.queries.{t}: "), ask.stderr
     assert re.search(r"\(retry after 5\d\d\.\d s\)$", ask.stderr.rstrip()), ask.stderr
     assert len(provider.received) == 1
+
+
+async def test_a_stream_broken_off_after_its_text_began_keeps_its_whole_hold_as_spent(
+        bus: Bus, provider: TestProvider) -> None:
+    from aisdk.components.gateway.providers import litellm
+    from aisdk.components.gateway.reservations import BudgetLedger
+    from aisdk.components.llmops.budgets import Budget, Budgets
+
+    # A price of its own, so that a hard budget can hold this model's calls.
+    priced = "openai/priced-test-model"
+    litellm().register_model({priced: {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6,
+                                       "litellm_provider": "openai", "mode": "chat"}})
+    t = tenant()
+    budgets = Budgets({t: Budget(1.0, "day", hard=True)})
+    bucket = f"budgets_{uuid.uuid4().hex[:8]}"
+    env = {"AISDK_GATEWAY_MODEL": priced, "AISDK_GATEWAY_API_BASE": provider.base}
+    await bus.serve(Gateway(GatewayConfig(models=models.from_env(env), cache=None, rate_limits=False, retries=0,
+                                          breakers=False, budgets=budgets, budget_bucket=bucket)))
+    client = gateway_bus.GatewayServiceClient(bus, t)
+    ledger = await BudgetLedger.open(bus, bucket=bucket)
+    cap = budgets.caps(t, [models.CHAT])[0]
+
+    # Control: a whole stream settles to what it cost, well under its hold.
+    chunks = [c async for c in client.stream(chat("s1"))]
+    whole, _ = await ledger.spent(cap)
+    assert chunks[-1].cost > 0 and whole == pytest.approx(chunks[-1].cost)
+
+    provider.fail(Fault(500, "upstream overloaded mid-stream", cut_after=2))
+    with pytest.raises(RemoteError):
+        _ = [c async for c in client.stream(chat("s2"))]
+    spent, reserved = await ledger.spent(cap)
+    # The provider's bill for the broken stream never came: the whole hold
+    # (the prompt plus the model's 4,096-token output ceiling) counts as spent.
+    assert reserved == 0.0 and spent - whole > 4096 * 2e-6

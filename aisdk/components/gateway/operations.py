@@ -44,6 +44,9 @@ class Operation:
     latency_s: float = 0.0
     # Room held under hard budgets until the call's cost is known.
     reservation: Reservation | None = None
+    # The provider was called but its bill never arrived (a stream its
+    # caller dropped part-way): the budget keeps the whole hold as spent.
+    cost_unknown: bool = False
 
     def to_proto(self) -> llmops_pb2.LlmOperation:
         op = llmops_pb2.LlmOperation(

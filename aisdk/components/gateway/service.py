@@ -203,8 +203,9 @@ class Gateway(gateway_bus.GatewayServiceHandler):
     async def _finish(self, tenant: str, op: Operation) -> None:
         """Settle the call's reservation to what it cost, and log it."""
         if op.reservation is not None and self._ledger is not None:
+            spent = op.reservation.amount if op.cost_unknown else op.cost
             try:
-                await self._ledger.settle(op.reservation, op.cost)
+                await self._ledger.settle(op.reservation, spent)
             except (BudgetUnavailable, NatsError, TimeoutError) as e:
                 # The hold lapses on its own; the spend it stood for is not recorded.
                 log.error("could not settle budget reservation %s of %s ($%.6g): %s",
@@ -416,10 +417,18 @@ class Gateway(gateway_bus.GatewayServiceHandler):
     async def stream(self, request: gateway_pb2.LlmRequest, ctx: Context) -> AsyncIterator[gateway_pb2.LlmChunk]:
         self._accepting()
         op = self._operation(request, ctx)
+        sent = 0
         try:
             with self._call(op, ctx, len(request.prompt)) as span:
                 async for chunk in self._stream(request, ctx, span, op):
+                    sent += 1
                     yield chunk
+        except BaseException:
+            # Ended after text went out and before the final chunk's usage
+            # (the caller left, or the provider broke off): what the provider
+            # bills is unknown, so a hard budget counts the whole hold.
+            op.cost_unknown = sent > 0 and op.cost == 0
+            raise
         finally:
             await self._finish(ctx.tenant_id, op)
 
