@@ -148,5 +148,5 @@ def test_a_bad_retention_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, val
     with pytest.raises(storage.StorageError, match=reason):
         retention.rules("agents")
     monkeypatch.setenv("AISDK_RETAIN_OPERATIONS_DAYS", "10")
-    with pytest.raises(storage.StorageError, match="at least 32 days .* budget"):
+    with pytest.raises(storage.StorageError, match="at least 32 days .* percentiles"):
         retention.rules("llmops")
