@@ -144,6 +144,26 @@ async def _add_to_totals(conn: Connection, fresh: Sequence[Stored]) -> None:
     )
 
 
+async def add_to_totals(conn: Connection, tenant: str) -> None:
+    """Add every stored operation of the tenant to the running totals at
+    once, as migration 003 does for those kept before it: for operations
+    loaded in bulk (COPY) around insert_operations, into empty totals."""
+    await conn.execute(
+        """
+        INSERT INTO llmops_usage_daily (tenant_id, day, model, operations, prompt_tokens, completion_tokens,
+                                        total_tokens, cost, errors, cache_hits)
+        SELECT tenant_id, date_trunc('day', occurred_at, 'UTC'), model, count(*), sum(prompt_tokens),
+               sum(completion_tokens), sum(total_tokens), sum(cost),
+               count(*) FILTER (WHERE status = %(error)s), count(*) FILTER (WHERE status = %(cached)s)
+          FROM llmops_operations WHERE tenant_id = %(t)s GROUP BY 1, 2, 3
+        """, {"t": tenant, "error": ERROR, "cached": CACHED})
+    await conn.execute(
+        f"INSERT INTO llmops_latency_daily (tenant_id, day, model, bucket, operations)"
+        f" SELECT tenant_id, date_trunc('day', occurred_at, 'UTC'), model, {_BUCKET_SQL}, count(*)"
+        f" FROM llmops_operations WHERE tenant_id = %(t)s GROUP BY 1, 2, 3, 4",  # noqa: S608 - a constant
+        {"t": tenant})
+
+
 async def record_crossings(conn: Connection, tenant: str, budget: Budget, at: datetime) -> bool:
     """Record every threshold the tenant's spend in the period of `at` has
     reached; True if one was new. Call inside the transaction that stored the
