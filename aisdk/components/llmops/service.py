@@ -14,7 +14,7 @@ from ai.llmops.v1 import llmops_bus, llmops_pb2
 from aisdk.components.batches import Batches
 from aisdk.components.llmops import store
 from aisdk.components.llmops.budgets import Budgets, load_budgets
-from aisdk.components.retention import Pruner
+from aisdk.components.retention import Pruner, rules
 from aisdk.components.storage import Database, Pool
 # mypy reads no re-exports from the facade's computed __all__.
 from runtime import Bus, Context, HandlerError, SubjectSpec
@@ -69,6 +69,11 @@ class LlmOps(llmops_bus.LlmopsServiceHandler):
         await self._retention.stop()
         await self._db.close()
 
+    def _kept_from(self) -> datetime:
+        """The first day whose operations retention keeps: earlier days are
+        reported from the running totals, pruned yet or not."""
+        return next(r for r in rules(COMPONENT) if r.table == "llmops_operations").cutoff(datetime.now(UTC))
+
     @property
     def pool(self) -> Pool:
         return self._db.pool
@@ -122,7 +127,8 @@ class LlmOps(llmops_bus.LlmopsServiceHandler):
         if end <= start:
             raise HandlerError(Code.CODE_INVALID_ARGUMENT, "the report period must end after it starts")
         async with self.pool.connection() as conn:
-            rows = await store.usage(conn, ctx.tenant_id, start, end, list(request.models))
+            rows = await store.usage(conn, ctx.tenant_id, start, end, list(request.models),
+                                     kept_from=self._kept_from())
         report = llmops_pb2.UsageReport(report_id=request.report_id, start=request.start, end=request.end)
         for row in rows:
             rate = row.cache_hits / row.operations

@@ -242,25 +242,30 @@ class Usage:
     latency_p95_ms: float
 
 
-async def usage(conn: Connection, tenant: str, start: datetime, end: datetime, models: list[str]) -> list[Usage]:
+async def usage(conn: Connection, tenant: str, start: datetime, end: datetime, models: list[str],
+                kept_from: datetime | None = None) -> list[Usage]:
     """Per model, then one total row, over [start, end): the operations
     still kept plus those past their retention (components.retention), a
     rolled-up day counted when it starts in the period. Latency percentiles
     are of the kept operations only.
 
+    kept_from: the first UTC day whose operations are kept (the retention's
+    cutoff); earlier days are read from the running totals whether or not
+    pruning has deleted them yet. Default: the day of the tenant's oldest
+    stored operation.
+
     Up to EXACT_PERCENTILES kept operations, from the operations themselves
     (percentiles exact). Beyond, from the running totals: whole UTC days from
     llmops_usage_daily, percentiles from llmops_latency_daily's histogram
     (within 1%), and only a partial day at either edge from the operations."""
-    row = await (await conn.execute(
-        "SELECT min(occurred_at) FROM llmops_operations WHERE tenant_id = %s", (tenant,))).fetchone()
-    kept_from = _day(row[0]) if row is not None and row[0] is not None else None
-    # Days from this one on are still kept: retention deletes whole days.
-    kept_days = _FAR_FUTURE if kept_from is None else kept_from
-    if await _kept_at_most(conn, tenant, max(_day(start), kept_days), end, models) <= EXACT_PERCENTILES:
-        return _merged(await _raw_usage(conn, tenant, start, end, models),
-                       await _rolled(conn, tenant, start, min(end, kept_days), models))
-    return await _from_totals(conn, tenant, start, end, models, kept_days)
+    if kept_from is None:
+        row = await (await conn.execute(
+            "SELECT min(occurred_at) FROM llmops_operations WHERE tenant_id = %s", (tenant,))).fetchone()
+        kept_from = _day(row[0]) if row is not None and row[0] is not None else _FAR_FUTURE
+    if await _kept_at_most(conn, tenant, max(_day(start), kept_from), end, models) <= EXACT_PERCENTILES:
+        kept = await _raw_usage(conn, tenant, max(start, kept_from), end, models) if kept_from < end else []
+        return _merged(kept, await _rolled(conn, tenant, start, min(end, kept_from), models))
+    return await _from_totals(conn, tenant, start, end, models, kept_from)
 
 
 async def _kept_at_most(conn: Connection, tenant: str, first_day: datetime, end: datetime, models: list[str]) -> int:
@@ -311,7 +316,8 @@ async def _from_totals(conn: Connection, tenant: str, start: datetime, end: date
                        kept_days: datetime) -> list[Usage]:
     first = _day(start) if _day(start) == start else _day(start) + timedelta(days=1)  # first whole day
     last = max(_day(end), first)  # end of the whole days
-    edges = [(start, min(first, end))] + ([(last, end)] if last < end else [])
+    # The operations of a partial day at an edge, if its day is kept.
+    edges = [(max(start, kept_days), min(first, end))] + ([(max(last, kept_days), end)] if last < end else [])
     rolled = await _rolled(conn, tenant, first, last, models)
     if last < end and last < kept_days:
         # A rolled-up day at the end edge counts whole: it starts in the period.
