@@ -581,8 +581,9 @@ class Bus:
 
         tenants: serve only these (default: every tenant, `ai.x.y.*`).
         queue_group: instead of the registry's (e.g. "agent.<id>" for agent messages).
-        concurrency: handlers in flight per subject (default 1 for events and
-            work queues, which keeps their order; 64 for requests and streams).
+        concurrency: handlers in flight per subject (default: what the handler's
+            `concurrency(spec)` asks, else 1 for events and work queues, which
+            keeps their order, and 64 for requests and streams).
         consumer: durable consumer name of a durable EVENT subscriber.
         hooks: more hooks (runtime.hooks) for this service's endpoints, after the bus's.
         """
@@ -597,7 +598,7 @@ class Bus:
             method = getattr(handler, method_name)
             group = spec.queue_group if queue_group is None else queue_group
             replies = spec.pattern in (Pattern.REQUEST_REPLY, Pattern.STREAM)
-            limit = concurrency or (DEFAULT_REPLY_CONCURRENCY if replies else 1)
+            limit = concurrency or handler.concurrency(spec) or (DEFAULT_REPLY_CONCURRENCY if replies else 1)
             subjects = [spec.wildcard(self.prefix)] if tenants is None else [self.subject(spec, t) for t in tenants]
             for subject in subjects:
                 ep = Endpoint(self, spec, method, queue_group=group, concurrency=limit, subject=subject,

@@ -244,6 +244,12 @@ class ServiceHandler:
         """Called by Bus.close once in-flight messages are done, while the
         connection is still up (a last event can still go out)."""
 
+    def concurrency(self, spec: SubjectSpec[Any, Any]) -> int | None:
+        """Handlers in flight this service wants for one operation (None: the
+        bus's default, 1 for events and work queues, 64 for requests).
+        `Bus.serve(concurrency=...)` overrides it for every operation."""
+        return None
+
     def implemented(self) -> list[Operation]:
         """The operations whose method the subclass overrides."""
         own = type(self)

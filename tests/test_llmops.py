@@ -287,3 +287,23 @@ async def test_garbage_is_refused_and_the_worker_stays_up(buses: list[Bus], url:
     await client.operations(op("after"))
     await until(lambda: worker.handled == ["after"])
     assert (await client.reports(report_request())).total_operations == 1
+
+
+async def test_a_batch_is_stored_at_once_and_a_bad_operation_fails_alone(buses: list[Bus], url: str) -> None:
+    """Operations waiting when the worker starts come in one pull batch and
+    go to PostgreSQL together; one that PostgreSQL refuses (a NUL in its id)
+    makes the batch fail, and then only itself: the others are stored, it is
+    dead-lettered."""
+    # The stream exists once a worker serves the subject (any tenant).
+    await buses[1].serve(Recording(Budgets(), url), tenants=["batch-other"])
+    producer = llmops_bus.LlmopsServiceClient(buses[2], "batched")
+    await asyncio.gather(*(producer.operations(op(f"good-{i}", cost=0.001)) for i in range(40)),
+                         producer.operations(op("bad\x00id")))
+    worker = Recording(Budgets({"*": Budget(1.0)}), url)
+    letters = buses[0].dead_letters
+    await buses[0].serve(worker, tenants=["batched"])
+    await until(lambda: len(worker.handled) == 40 and buses[0].dead_letters == letters + 1)
+    assert max(worker._batches.sizes) > 1, worker._batches.sizes
+    report = await producer.reports(report_request())
+    assert report.total_operations == 40 and report.total_cost == pytest.approx(0.04)
+    assert "bad\x00id" not in worker.handled

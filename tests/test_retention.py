@@ -78,6 +78,34 @@ async def test_expired_operations_go_and_the_rollups_still_sum(url: str) -> None
         await pool.close()
 
 
+async def test_an_operation_older_than_the_retention_does_not_hide_the_pruned_days(url: str) -> None:
+    """A producer may report an operation long after it happened. Stored
+    after pruning, older than the cutoff, it must not make the report read
+    the pruned days from the (deleted) operations: days before the cutoff
+    come from the running totals."""
+    pool = await storage.open_database("llmops", url=url)
+    cutoff = retention.RULES[2].cutoff(NOW)
+    since = NOW - timedelta(days=400)
+    try:
+        async with pool.connection() as conn:
+            for op, at in operations(200, NOW):
+                await store.insert_operation(conn, "acme", op, at)
+            before = (await store.usage(conn, "acme", since, NOW, []))[-1].operations
+        await retention.prune(pool, "llmops", NOW)
+        async with pool.connection() as conn:
+            late = llmops_pb2.LlmOperation(operation_id="late", operation_type=llmops_pb2.OPERATION_TYPE_CHAT,
+                                           model="m1", cost=0.001, latency_ms=5.0)
+            await store.insert_operation(conn, "acme", late, cutoff - timedelta(days=40))
+            reported = await store.usage(conn, "acme", since, NOW, [], kept_from=cutoff)
+            assert reported[-1].operations == before + 1
+            # Positive control: taking the oldest stored operation as the
+            # first kept day reads the pruned days after it from the
+            # operations, which are gone.
+            assert (await store.usage(conn, "acme", since, NOW, []))[-1].operations < before + 1
+    finally:
+        await pool.close()
+
+
 async def test_the_owning_worker_prunes_at_start(bus: Bus, url: str) -> None:
     # A tenant of its own: the session's server may hold other tests' operations for tenant.
     tenant = f"retention-{uuid.uuid4().hex[:8]}"
@@ -148,5 +176,5 @@ def test_a_bad_retention_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, val
     with pytest.raises(storage.StorageError, match=reason):
         retention.rules("agents")
     monkeypatch.setenv("AISDK_RETAIN_OPERATIONS_DAYS", "10")
-    with pytest.raises(storage.StorageError, match="at least 32 days .* budget"):
+    with pytest.raises(storage.StorageError, match="at least 32 days .* percentiles"):
         retention.rules("llmops")

@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from aisdk.bench import measure, run, services
+from aisdk.bench import measure, run, scale_report, services
 from aisdk.bench.harness import Sample, median
 from runtime.server import nats_server_binary
 
@@ -249,6 +249,7 @@ def summary(r: run.Run) -> dict[str, Any]:
         },
         "faststream": fs,
         "components": components(f, r),
+        "components_scale": scale_report.summary(f, r),
         "seed_targets": seed_targets(f),
     }
     traced = out["request_reply"]["traced_ratio_p95"]
@@ -391,6 +392,7 @@ def markdown(s: dict[str, Any]) -> str:
         out += _table(["", "ours ÷ FastStream", "ahead"],
                       [[label, _x(fs[k]), _met(fs["ahead"][k])] for k, label in labels.items()])
     out += _components(s["components"])
+    out += scale_report.markdown(s["components_scale"])
     out += ["", "Seed targets:", ""]
     out += _table(["target", "measured on", "ours", "met"],
                   [[k, t["measured"], f"{DASH if t['value'] is None else t['value']} ({t['goal']})", _met(t["met"])]

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
-from aisdk.bench import codec, measure, services, tracing
+from aisdk.bench import codec, measure, scale, services, tracing
 from aisdk.bench.harness import Case, Group, Progress, Results, Sample, run_groups, steps
 from aisdk.bench.measure import Messaging
 from aisdk.bench.ours import GATEWAY, MESSAGING, Ours, OursDurable
@@ -123,6 +123,7 @@ async def run(plan: Plan, *, progress: bool = True) -> Run:
         started: list[Messaging] = []
         stack = services.Stack(server.url) if with_components else None
         facts: dict[str, float] = {}
+        scaled: scale.Scale | None = None
         try:
             for config in configs.values():
                 await config.start()
@@ -131,6 +132,9 @@ async def run(plan: Plan, *, progress: bool = True) -> Run:
             if stack is not None:
                 await stack.start()
                 groups += services.groups(plan, stack)
+                scaled = scale.Scale(server.url, stack, quick=plan.quick)
+                await scaled.start()
+                groups += scale.groups(plan, scaled)
             bar = Progress(steps(groups, plan.rounds)) if progress else None
             try:
                 results = await run_groups(groups, plan.rounds, bar)
@@ -138,8 +142,11 @@ async def run(plan: Plan, *, progress: bool = True) -> Run:
                 if bar:
                     bar.close()
         finally:
+            if scaled is not None:
+                facts.update(scaled.facts)
+                await scaled.stop()
             if stack is not None:
-                facts = stack.facts()
+                facts.update(stack.facts())
                 await stack.stop()
             for config in reversed(started):
                 await config.stop()

@@ -5,17 +5,20 @@ place, and the pruning that each owning component runs.
 |---|---|---|---|
 | agent_tasks | 30 | AISDK_RETAIN_TASKS_DAYS | finished (succeeded or failed), by finished_at |
 | agent_tool_calls | 30 | AISDK_RETAIN_TOOL_CALLS_DAYS | by executed_at |
-| llmops_operations | 90 | AISDK_RETAIN_OPERATIONS_DAYS | by occurred_at, rolled up per day first |
+| llmops_operations | 90 | AISDK_RETAIN_OPERATIONS_DAYS | by occurred_at (their running totals per day stay) |
 | mlops_deployment_events | 90 | AISDK_RETAIN_DEPLOYMENT_EVENTS_DAYS | by received_at |
 
 These rows are also what makes a redelivered message idempotent, so no
 retention may be shorter than a message can come back: dead letters are
 kept seven days and may be replayed until then, hence a minimum of eight
-(32 for operations, whose raw rows a month's budget sums).
+(32 for operations, whose latency percentiles a month's report reads from
+the days still kept).
 
 The component that owns the table (the agents service, LLMOps, MLOps)
 prunes at start and then every AISDK_RETENTION_INTERVAL_S (an hour). Any
-number of workers may prune at once: a row is deleted, and rolled up, once.
+number of workers may prune at once: a row is deleted once. LLMOps adds
+each operation to its day's running totals when it stores it
+(components.llmops.store), so deleting it loses no count.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ai.llmops.v1 import llmops_pb2
 from aisdk.components.storage import Connection, Pool, StorageError
 
 log = logging.getLogger("aisdk.retention")
@@ -36,30 +38,6 @@ DEFAULT_INTERVAL_S = 3600.0
 # Dead letters are kept seven days (runtime.jetstream.DLQ_MAX_AGE_S) and a
 # replay must still find its effect.
 MIN_DAYS = 8
-
-# llmops_operations' rows go into their per-day rollup in the statement that
-# deletes them: a row is counted in the rollup exactly when it is gone.
-_ROLLUP = """
-WITH gone AS (
-    DELETE FROM llmops_operations WHERE occurred_at < %(cutoff)s
-    RETURNING tenant_id, model, occurred_at, status, prompt_tokens, completion_tokens, total_tokens, cost
-), rolled AS (
-INSERT INTO llmops_usage_daily AS d (tenant_id, day, model, operations, prompt_tokens, completion_tokens,
-                                     total_tokens, cost, errors, cache_hits)
-SELECT tenant_id, date_trunc('day', occurred_at, 'UTC'), model, count(*), sum(prompt_tokens),
-       sum(completion_tokens), sum(total_tokens), sum(cost),
-       count(*) FILTER (WHERE status = %(error)s), count(*) FILTER (WHERE status = %(cached)s)
-  FROM gone GROUP BY 1, 2, 3
-ON CONFLICT (tenant_id, day, model) DO UPDATE SET
-    operations = d.operations + EXCLUDED.operations, prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
-    completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
-    total_tokens = d.total_tokens + EXCLUDED.total_tokens, cost = d.cost + EXCLUDED.cost,
-    errors = d.errors + EXCLUDED.errors, cache_hits = d.cache_hits + EXCLUDED.cache_hits
-RETURNING 1
-)
-SELECT count(*) FROM gone
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -88,7 +66,7 @@ class Rule:
     @property
     def why_min(self) -> str:
         if self.min_days > MIN_DAYS:
-            return "a month's budget sums its raw operations"
+            return "a month's report reads its latency percentiles from the days still kept"
         return "dead letters are replayed for seven, and must find their effect"
 
     def cutoff(self, now: datetime) -> datetime:
@@ -100,7 +78,7 @@ class Rule:
 RULES = (
     Rule("agents", "agent_tasks", "AISDK_RETAIN_TASKS_DAYS", 30, "finished_at", "state IN ('succeeded', 'failed')"),
     Rule("agents", "agent_tool_calls", "AISDK_RETAIN_TOOL_CALLS_DAYS", 30, "executed_at"),
-    # A budget's spend is summed from the raw rows of its period, a month at most.
+    # A month's report reads its latency percentiles from the days still kept.
     Rule("llmops", "llmops_operations", "AISDK_RETAIN_OPERATIONS_DAYS", 90, "occurred_at", min_days=32),
     Rule("mlops", "mlops_deployment_events", "AISDK_RETAIN_DEPLOYMENT_EVENTS_DAYS", 90, "received_at"),
 )
@@ -116,11 +94,6 @@ def rules(component: str) -> list[Rule]:
 
 async def _prune(conn: Connection, rule: Rule, now: datetime) -> int:
     cutoff = rule.cutoff(now)
-    if rule.table == "llmops_operations":
-        cur = await conn.execute(_ROLLUP, {"cutoff": cutoff, "error": llmops_pb2.OPERATION_STATUS_ERROR,
-                                           "cached": llmops_pb2.OPERATION_STATUS_CACHED})
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
     where = f"{rule.age_column} < %s" + (f" AND {rule.only}" if rule.only else "")
     cur = await conn.execute(f"DELETE FROM {rule.table} WHERE {where}", (cutoff,))  # noqa: S608 - names from RULES
     return cur.rowcount

@@ -25,6 +25,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aisdk.components import offload
+
 if TYPE_CHECKING:
     from wordllama import WordLlama  # type: ignore[import-untyped]
 
@@ -206,6 +208,20 @@ def count_messages(model: str, messages: Sequence[dict[str, Any]]) -> int:
     return int(litellm.token_counter(model=model, messages=list(messages)))
 
 
+def embed(model: str, texts: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """The embedding response's data and its token count."""
+    vectors = wordllama().embed(texts, norm=True)
+    tokens = sum(count_text(model, text) for text in texts)
+    data = [{"object": "embedding", "index": i, "embedding": [float(x) for x in row]} for i, row in enumerate(vectors)]
+    return data, tokens
+
+
+def _read_request(model: str, messages: list[dict[str, Any]],
+                  tools: Sequence[dict[str, Any]]) -> tuple[int, tuple[str, str] | None]:
+    """The prompt's tokens and the tool to call, if any."""
+    return count_messages(model, messages), choose_tool(messages, tools)
+
+
 def provider() -> Any:
     """The litellm CustomLLM serving provider `local` (built on first use,
     since its base class lives in litellm)."""
@@ -225,8 +241,9 @@ def provider() -> Any:
             optional_params: dict[str, Any], *args: Any, **kwargs: Any,
         ) -> ModelResponse:
             name = f"{PROVIDER}/{model}"
-            prompt_tokens = count_messages(name, messages)
-            chosen = choose_tool(messages, optional_params.get("tools") or ())
+            # Counting, WordLlama's ranking and similarity: CPU work, off the loop.
+            prompt_tokens, chosen = await offload.in_thread(_read_request, name, messages,
+                                                            optional_params.get("tools") or ())
             if chosen is not None:
                 tool, argument = chosen
                 arguments = json.dumps({argument: split_question(messages)[0]})
@@ -237,9 +254,9 @@ def provider() -> Any:
                     id=call_id, type="function", function=Function(name=tool, arguments=arguments))]
                 text, finish = arguments, "tool_calls"
             else:
-                text, finish = self._answer(model, messages, optional_params)
+                text, finish = await offload.in_thread(self._answer, model, messages, optional_params)
                 model_response.choices[0].message.content = text
-            completion_tokens = count_text(name, text)
+            completion_tokens = await offload.in_thread(count_text, name, text)
             setattr(model_response.choices[0], "finish_reason", finish)
             model_response.model = model
             setattr(model_response, "usage", Usage(
@@ -253,7 +270,7 @@ def provider() -> Any:
             model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
             optional_params: dict[str, Any], *args: Any, **kwargs: Any,
         ) -> AsyncIterator[GenericStreamingChunk]:
-            text, finish = self._answer(model, messages, optional_params)
+            text, finish = await offload.in_thread(self._answer, model, messages, optional_params)
             words = text.split(" ")
             for i, word in enumerate(words):
                 last = i == len(words) - 1
@@ -265,12 +282,9 @@ def provider() -> Any:
         async def aembedding(
             self, model: str, input: list[str], model_response: EmbeddingResponse, *args: Any, **kwargs: Any,
         ) -> EmbeddingResponse:
-            vectors = wordllama().embed(list(input), norm=True)
-            tokens = sum(count_text(f"{PROVIDER}/{model}", text) for text in input)
-            model_response.data = [
-                {"object": "embedding", "index": i, "embedding": [float(x) for x in row]}
-                for i, row in enumerate(vectors)
-            ]
+            # Off the loop: WordLlama's tokenizer and numpy release the GIL.
+            data, tokens = await offload.in_thread(embed, f"{PROVIDER}/{model}", list(input))
+            model_response.data = data
             model_response.model = model
             setattr(model_response, "usage", Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens))
             return model_response

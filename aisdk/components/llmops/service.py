@@ -4,20 +4,26 @@ SQL, and per-tenant budgets that raise one CostAlert per threshold crossing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf import duration_pb2
 
 from ai.envelope.v1 import envelope_pb2
 from ai.gateway.v1 import gateway_bus, gateway_pb2
 from ai.llmops.v1 import llmops_bus, llmops_pb2
+from aisdk.components.batches import Batches
 from aisdk.components.llmops import store
 from aisdk.components.llmops.budgets import Budgets, load_budgets
-from aisdk.components.retention import Pruner
+from aisdk.components.retention import Pruner, rules
 from aisdk.components.storage import Database, Pool
 # mypy reads no re-exports from the facade's computed __all__.
-from runtime import Bus, Context, HandlerError
+from runtime import Bus, Context, HandlerError, SubjectSpec
 
 COMPONENT = "llmops"
+# llmops.operations handlers in flight per worker: the size of a pull batch.
+OPERATIONS_IN_FLIGHT = 256
+# Operations stored by one transaction at most.
+MAX_BATCH = 512
 Code = envelope_pb2.Error
 
 
@@ -53,6 +59,7 @@ class LlmOps(llmops_bus.LlmopsServiceHandler):
         self._db = Database(COMPONENT, database_url)
         self._bus: Bus | None = None
         self._retention = Pruner(COMPONENT)
+        self._batches: Batches[store.Stored, tuple[bool, bool]] = Batches(self._store, MAX_BATCH)
 
     async def start(self, bus: Bus) -> None:
         self._bus = bus
@@ -62,23 +69,47 @@ class LlmOps(llmops_bus.LlmopsServiceHandler):
         await self._retention.stop()
         await self._db.close()
 
+    def _kept_from(self) -> datetime:
+        """The first day whose operations retention keeps: earlier days are
+        reported from the running totals, pruned yet or not."""
+        return next(r for r in rules(COMPONENT) if r.table == "llmops_operations").cutoff(datetime.now(UTC))
+
     @property
     def pool(self) -> Pool:
         return self._db.pool
 
+    def concurrency(self, spec: SubjectSpec[Any, Any]) -> int | None:
+        # Operations are independent (stored by their id), so a pull batch of
+        # them is handled at once and stored by one transaction (_Batches).
+        return OPERATIONS_IN_FLIGHT if spec is llmops_bus.LLMOPS_OPERATIONS else None
+
     async def operations(self, request: llmops_pb2.LlmOperation, ctx: Context) -> None:
         tenant = ctx.tenant_id
         at = request.occurred_at.ToDatetime(tzinfo=UTC) if request.HasField("occurred_at") else datetime.now(UTC)
-        budget = self.budgets.for_tenant(tenant)
-        crossed = False
-        async with self.pool.connection() as conn, conn.transaction():
-            stored = await store.insert_operation(conn, tenant, request, at)
-            if stored and budget is not None:
-                crossed = await store.record_crossings(conn, tenant, budget, at)
+        # Returns once the batch holding it is committed: the ack comes after.
+        stored, crossed = await self._batches.submit(store.Stored(tenant, request, at))
         # An operation seen before may be the redelivery of one whose alert
         # failed to go out: pending alerts are sent then too.
-        if budget is not None and (crossed or not stored):
+        if self.budgets.for_tenant(tenant) is not None and (crossed or not stored):
             await self._publish_alerts(tenant)
+
+    async def _store(self, batch: list[store.Stored]) -> list[tuple[bool, bool]]:
+        """One transaction: the batch in one INSERT, the running totals, then
+        the budget check of each tenant with a budget, in tenant order."""
+        async with self.pool.connection() as conn, conn.transaction():
+            stored = await store.insert_operations(conn, batch)
+            crossed: set[str] = set()
+            checked: set[tuple[str, datetime]] = set()
+            for item, now in sorted(zip(batch, stored), key=lambda pair: pair[0].tenant):
+                budget = self.budgets.for_tenant(item.tenant)
+                if not now or budget is None:
+                    continue
+                period = (item.tenant, budget.bounds(item.at)[0])
+                if period not in checked:
+                    checked.add(period)
+                    if await store.record_crossings(conn, item.tenant, budget, item.at):
+                        crossed.add(item.tenant)
+        return [(now, item.tenant in crossed) for item, now in zip(batch, stored)]
 
     async def _publish_alerts(self, tenant: str) -> None:
         assert self._bus is not None
@@ -96,7 +127,8 @@ class LlmOps(llmops_bus.LlmopsServiceHandler):
         if end <= start:
             raise HandlerError(Code.CODE_INVALID_ARGUMENT, "the report period must end after it starts")
         async with self.pool.connection() as conn:
-            rows = await store.usage(conn, ctx.tenant_id, start, end, list(request.models))
+            rows = await store.usage(conn, ctx.tenant_id, start, end, list(request.models),
+                                     kept_from=self._kept_from())
         report = llmops_pb2.UsageReport(report_id=request.report_id, start=request.start, end=request.end)
         for row in rows:
             rate = row.cache_hits / row.operations

@@ -21,6 +21,7 @@ from google.protobuf import duration_pb2, json_format
 
 from ai.envelope.v1 import envelope_pb2
 from ai.mlops.v1 import mlops_bus, mlops_pb2
+from aisdk.components import offload
 from aisdk.components.mlops import artifacts, datasets, predicting, registry
 from aisdk.components.mlops.training import Trained, TrainingError, train
 from aisdk.components.retention import Pruner
@@ -96,7 +97,7 @@ class Mlops(mlops_bus.MlopsServiceHandler):
                 return
             parameters = json_format.MessageToDict(request.parameters)
             try:
-                trained, data = await asyncio.to_thread(self._train, request, parameters)
+                trained, data = await offload.in_thread(self._train, request, parameters)
             except (datasets.DatasetError, TrainingError) as e:
                 async with self.pool.connection() as conn:
                     if not await registry.fail_job(conn, tenant, request.job_id, ctx.attempt, str(e)):
@@ -104,7 +105,7 @@ class Mlops(mlops_bus.MlopsServiceHandler):
                 self._tel.metrics.counter(METRIC.MLOPS_TRAINING_JOBS).add(1, {ATTR.TENANT_ID: tenant, STATUS: "failed"})
                 code = Code.CODE_NOT_FOUND if isinstance(e, datasets.DatasetError) else Code.CODE_INVALID_ARGUMENT
                 raise HandlerError(code, f"training job {request.job_id!r}: {e}") from e
-            artifact = await asyncio.to_thread(artifacts.dump, trained.model)
+            artifact = await offload.in_thread(artifacts.dump, trained.model)
             async with self.pool.connection() as conn, conn.transaction():
                 version = await registry.add_version(
                     conn, tenant, model_id, request.job_id, ctx.attempt, request.model_type, request.training_data,
@@ -222,7 +223,8 @@ class Mlops(mlops_bus.MlopsServiceHandler):
                 x = predicting.row(request.features, meta.feature_names, what)
             except predicting.FeatureError as e:
                 raise HandlerError(Code.CODE_INVALID_ARGUMENT, str(e)) from e
-            result = predicting.answer(model, x, meta.classes)
+            # scikit-learn's kernels release the GIL: a thread keeps the loop free.
+            result = await offload.in_thread(predicting.answer, model, x, meta.classes, timeout=ctx.time_left())
         elapsed = time.perf_counter() - t0
         attrs = {ATTR.TENANT_ID: tenant, MODEL_ID: request.model_id, MODEL_VERSION: str(version)}
         self._tel.metrics.counter(METRIC.MLOPS_PREDICTIONS).add(1, attrs)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ai.envelope.v1 import envelope_pb2
 from ai.prompt.v1 import prompt_bus, prompt_pb2
+from aisdk.components import offload
 from aisdk.components.gateway import models
 from aisdk.components.prompt import store, tokens
 from aisdk.components.prompt.rendering import MissingVariables, OverBudget, render
@@ -85,9 +87,11 @@ class PromptManager(prompt_bus.PromptServiceHandler):
             span.set_attribute(TEMPLATE_VERSION, template.version)
             with self._tel.span(SPAN.PROMPT_TEMPLATE_RENDER, {ATTR.TENANT_ID: tenant}):
                 try:
-                    rendered = render(template.text, {**template.variables, **request.variables},
-                                      list(request.context_snippets), request.max_tokens,
-                                      lambda text: tokens.count(model, text))
+                    # Counting tokens is tiktoken and litellm's wrapper: off the loop.
+                    rendered = await offload.in_thread(
+                        render, template.text, {**template.variables, **request.variables},
+                        list(request.context_snippets), request.max_tokens, partial(tokens.count, model),
+                        timeout=ctx.time_left())
                 except MissingVariables as e:
                     raise HandlerError(Code.CODE_INVALID_ARGUMENT, str(e)) from e
                 except OverBudget as e:

@@ -29,6 +29,9 @@ class Settings:
     overlap_tokens: int = 40
     # Texts per gateway.embeddings request.
     embedding_batch: int = 64
+    # Documents one worker ingests at once (rag.ingest handlers in flight);
+    # versions of one document still go through in the order they came.
+    ingest_concurrency: int = 4
     top_k: int = 5
     similarity_threshold: float = 0.0
     min_relative_score: float = 0.5
@@ -66,4 +69,6 @@ class Settings:
                 raise ValueError(f"AISDK_RAG_{f.name.upper()}={raw!r}: expected {kind.__name__}") from e
         settings = cls(**values)  # type: ignore[arg-type]
         settings.chunk_sizes  # refuses sizes that cannot work, at start
+        if settings.ingest_concurrency < 1:
+            raise ValueError(f"AISDK_RAG_INGEST_CONCURRENCY must be at least 1, not {settings.ingest_concurrency}")
         return settings

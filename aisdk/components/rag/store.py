@@ -140,10 +140,17 @@ class ChunkStore:
                 await conn.execute(setting)
             vector = await (await conn.execute(_VECTOR_SQL, params)).fetchall()
             text = await (await conn.execute(_TEXT_SQL, params)).fetchall()
-        return [Candidate(*r) for r in vector], [
-            Candidate(document_id, chunk_id, heading, content, uri, similarity, exact=exact)
-            for document_id, chunk_id, heading, content, uri, similarity, exact in text
-        ]
+        return [Candidate(*r) for r in vector], _text_candidates(text)
+
+    async def text_search(
+        self, tenant: str, question: str, embedding: Sequence[float], limit: int,
+        metadata_filter: Mapping[str, str], text_config: str = DEFAULT_TEXT_CONFIG,
+    ) -> list[Candidate]:
+        """The full-text side of `search` alone (the benchmark times it)."""
+        params = {"t": tenant, "q": np.asarray(embedding, dtype=np.float32), "n": limit,
+                  "f": Jsonb(dict(metadata_filter)), "text": question, "lang": text_config}
+        async with self._pool.connection() as conn:
+            return _text_candidates(await (await conn.execute(_TEXT_SQL, params)).fetchall())
 
     async def term_statistics(self, tenant: str, question: str, chunk_ids: Sequence[str],
                               text_config: str = DEFAULT_TEXT_CONFIG) -> TermStatistics:
@@ -159,6 +166,11 @@ class ChunkStore:
             frequency={str(r[0]): int(r[1]) for r in rows},
             holders={str(r[0]): frozenset(r[2]) for r in rows},
         )
+
+
+def _text_candidates(rows: Sequence[tuple[Any, ...]]) -> list[Candidate]:
+    return [Candidate(document_id, chunk_id, heading, content, uri, similarity, exact=exact)
+            for document_id, chunk_id, heading, content, uri, similarity, exact in rows]
 
 
 @dataclass(frozen=True, slots=True)

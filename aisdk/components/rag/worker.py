@@ -4,7 +4,10 @@ behave as one service and a restart forgets nothing."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from ai.rag.v1 import rag_bus, rag_pb2
 
@@ -12,12 +15,35 @@ from aisdk.components.rag.answering import Answerer
 from aisdk.components.rag.ingestion import Ingestor
 from aisdk.components.rag.settings import Settings
 from aisdk.components.rag.store import ChunkStore, Pool
-from runtime.contract import Context
+from runtime.contract import Context, SubjectSpec
 from runtime.errors import PlatformError
 from runtime.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from runtime.bus import Bus
+
+
+class _InOrder:
+    """One lock per key, made while someone holds or waits for it: handlers
+    of the same document run one after another, in the order they started
+    (asyncio.Lock is first come, first served)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 class RagWorker(rag_bus.RagServiceHandler):
@@ -28,6 +54,12 @@ class RagWorker(rag_bus.RagServiceHandler):
         self._ingestor: Ingestor | None = None
         self._answerer: Answerer | None = None
         self.store: ChunkStore | None = None
+        self._documents = _InOrder()
+
+    def concurrency(self, spec: SubjectSpec[Any, Any]) -> int | None:
+        # Documents in flight at once: their parsing runs in the process pool
+        # and their embedding in the gateway while another one is stored.
+        return self.settings.ingest_concurrency if spec is rag_bus.RAG_INGEST else None
 
     async def start(self, bus: Bus) -> None:
         from aisdk.components.storage import open_database
@@ -48,7 +80,8 @@ class RagWorker(rag_bus.RagServiceHandler):
     async def ingest(self, request: rag_pb2.RagDocument, ctx: Context) -> None:
         if self._ingestor is None:
             raise PlatformError("the RAG worker is not started")
-        await self._ingestor(request, ctx)
+        async with self._documents.hold(f"{ctx.tenant_id}/{request.document_id}"):
+            await self._ingestor(request, ctx)
 
     async def queries(self, request: rag_pb2.RagQuery, ctx: Context) -> rag_pb2.RagResult:
         if self._answerer is None:
