@@ -132,7 +132,6 @@ GENERATED_IDS: Final[Mapping[str, tuple[str, ...]]] = {
     "ai.agent.v1.AgentRunRequest": ("run_id",),
     "ai.agent.v1.AgentTask": ("task_id",),
     "ai.agent.v1.SessionCreateRequest": ("session_id",),
-    "ai.agent.v1.SessionListRequest": ("request_id",),
     "ai.agent.v1.ToolExecutionRequest": ("call_id",),
     "ai.api.v1.ApiQuery": ("query_id",),
     "ai.gateway.v1.CostAlert": ("alert_id",),

@@ -346,10 +346,9 @@ def validate_session_list_request(m: agent_pb2.SessionListRequest, prefix: str =
     """Check ai.agent.v1.SessionListRequest against its contract rules; an empty list means valid."""
     out: list[Violation] = []
     v = m.request_id
-    if not v:
-        out.append(Violation(prefix + "request_id", "required", "must be set"))
-    elif len(v) > 128:
-        out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
     v = m.user_id
     if v:
         if len(v) > 128:

@@ -298,6 +298,8 @@ class SessionListRequest(betterproto.Message):
     """session_list: the tenant's sessions, most recently used first."""
 
     request_id: str = betterproto.string_field(1)
+    """Optional: names the request in logs and traces."""
+
     user_id: str = betterproto.string_field(2)
     """Only this user's sessions; unset for every session of the tenant."""
 
