@@ -21,6 +21,9 @@ from aisdk.components.agents.settings import Settings
 from runtime.contract import Transport
 from runtime.errors import NoResponders, RequestTimeout
 
+# How long a caller waits before asking again when nothing serves agent.runs.
+NO_RESPONDERS_PAUSE_S = 0.5
+
 
 @dataclass(slots=True)
 class AgentAnswer:
@@ -65,9 +68,15 @@ async def run(bus: Transport, tenant: str, request: agent_pb2.AgentRunRequest, *
         left = None if end is None else end - loop.time()
         try:
             return await client.runs(request, timeout=attempt_s if left is None else max(0.1, min(attempt_s, left)))
-        except (RequestTimeout, NoResponders):
+        except RequestTimeout:
             if left is not None and left <= attempt_s:
                 raise
+        except NoResponders:
+            # Between a process that died and the one that replaces it; with
+            # no deadline, nothing to wait for.
+            if left is None or left <= NO_RESPONDERS_PAUSE_S:
+                raise
+            await asyncio.sleep(NO_RESPONDERS_PAUSE_S)
 
 
 async def answer(
