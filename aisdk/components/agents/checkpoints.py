@@ -93,6 +93,13 @@ class RunStore:
                                      "state = 'awaiting_approval' ORDER BY started_at", (tenant,))
             return [(r[0], r[1]) for r in await cur.fetchall()]
 
+    async def paused_agents(self) -> list[tuple[str, str]]:
+        """(tenant, agent id) of every agent with a run awaiting approval."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT DISTINCT tenant_id, agent_id FROM agent_runs "
+                                     "WHERE state = 'awaiting_approval' ORDER BY 1, 2 LIMIT 1000")
+            return [(r[0], r[1]) for r in await cur.fetchall()]
+
     async def session_paused(self, tenant: str, session_id: str) -> str | None:
         """A run of the session that awaits approval."""
         async with self._pool.connection() as conn:

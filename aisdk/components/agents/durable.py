@@ -150,14 +150,21 @@ class Runner:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _sweep(self) -> None:
-        """Resume the runs whose process died, without waiting for a caller."""
+        """Resume the runs whose process died, without waiting for a caller,
+        and announce the agents whose runs await approval."""
+        loop = asyncio.get_running_loop()
+        announced = loop.time()
         while True:
-            await asyncio.sleep(self._settings.run_lease_s / 2)
+            await asyncio.sleep(min(self._settings.run_lease_s / 2, self._settings.status_interval_s))
             try:
                 for tenant, run_id in await self.runs.lapsed():
                     claim = await self.runs.claim(tenant, run_id, self._settings.run_lease_s)
                     if claim is not None:
                         self._resume_in_background(claim)
+                if loop.time() - announced >= self._settings.status_interval_s:
+                    announced = loop.time()
+                    for tenant, agent_id in await self.runs.paused_agents():
+                        await self._status(tenant, agent_id)
             except Exception as e:  # noqa: BLE001 - the next sweep tries again
                 log.warning("looking for lapsed runs failed: %s", e)
 
