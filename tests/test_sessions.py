@@ -203,3 +203,28 @@ async def test_a_rewritten_follow_up_is_retrieved_where_the_bare_one_is_not(rig:
     print(f"follow-ups answered: bare {bare}/{len(FOLLOW_UPS)}, rewritten {rewritten}/{len(FOLLOW_UPS)}")
     assert rewritten == len(FOLLOW_UPS)
     assert bare < rewritten  # the positive control: a bare follow-up does miss
+
+
+async def test_a_turn_is_one_trace_under_the_question(rig: Rig) -> None:
+    session = "traced-" + uuid.uuid4().hex[:8]
+    got = await ask(rig, "What is the refund policy?", session)
+    assert rig.tel.span_exporter is not None
+    await asyncio.sleep(0)  # spans end as their handlers return
+    spans = rig.tel.span_exporter.get_finished_spans()
+    [execute] = [s for s in spans if s.name == "agent.task.execute"
+                 and (s.attributes or {}).get("run.id") == got.run_id]
+    assert execute.context is not None
+    trace = [s for s in spans if s.context is not None and s.context.trace_id == execute.context.trace_id]
+    by_id = {s.context.span_id: s for s in trace if s.context is not None}
+
+    def ancestors(span: Any) -> list[str]:
+        out = []
+        while span.parent is not None and span.parent.span_id in by_id:
+            span = by_id[span.parent.span_id]
+            out.append(span.name)
+        return out
+
+    assert "use_case.document_qa" in ancestors(execute)
+    for name in ("agent.session.create", "agent.memory.retrieve", "agent.llm.call", "agent.tool.execute"):
+        found = [s for s in trace if s.name == name]
+        assert found and all("agent.task.execute" in ancestors(s) for s in found), name
