@@ -254,3 +254,23 @@ async def test_a_rejected_call_is_not_run_and_the_model_reads_why(rig: Rig, serv
     assert not any("charge_card" in line for line in log.read_text().splitlines())
     with pytest.raises(RemoteError, match="no run 'order-nope'"):
         await client.approvals(agent_pb2.ApprovalDecision(run_id="order-nope", approve=True))
+
+
+async def test_a_caller_that_gives_up_early_asks_again_and_gets_the_answer(rig: Rig) -> None:
+    t, runs = tenant(), []
+    tools = ToolRegistry()
+
+    async def reserve_stock(ctx: ToolContext, order: str) -> str:
+        """Reserve stock for the items of an order."""
+        runs.append(ctx.idempotency_key)
+        await asyncio.sleep(2.0)  # four attempts of the caller
+        return "reserved"
+
+    tools.add(reserve_stock)
+    async with Bus(rig.server.url, BusSettings(name="slow")) as bus:
+        await bus.serve(AgentsService(tools, database_url=rig.url, settings=Settings(run_lease_s=2.0,
+                                                                                     task_poll_s=0.05)))
+        reply = await run(rig.bus, t, agent_pb2.AgentRunRequest(run_id="slow-1", question="Reserve the stock."),
+                          attempt_s=0.5, deadline_s=60)
+    assert reply.state == agent_pb2.RUN_STATE_SUCCEEDED and reply.attempts == 1 and len(runs) == 1
+    assert await steps(rig.url, t, "slow-1") == ["model", "tool", "model"]

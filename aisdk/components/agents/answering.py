@@ -14,12 +14,13 @@ import os
 from dataclasses import dataclass, field
 
 from ai.agent.v1 import agent_bus, agent_pb2
+from ai.envelope.v1 import envelope_pb2
 from ai.rag.v1 import rag_pb2
 
 from aisdk.components.agents.durable import DEFAULT_AGENT_ID
 from aisdk.components.agents.settings import Settings
 from runtime.contract import Transport
-from runtime.errors import NoResponders, RequestTimeout
+from runtime.errors import NoResponders, RemoteError, RequestTimeout
 
 # How long a caller waits before asking again when nothing serves agent.runs.
 NO_RESPONDERS_PAUSE_S = 0.5
@@ -70,6 +71,11 @@ async def run(bus: Transport, tenant: str, request: agent_pb2.AgentRunRequest, *
             return await client.runs(request, timeout=attempt_s if left is None else max(0.1, min(attempt_s, left)))
         except RequestTimeout:
             if left is not None and left <= attempt_s:
+                raise
+        except RemoteError as e:
+            # The run goes on past this attempt (an agents service that
+            # attached to it gave up at the attempt's deadline): ask again.
+            if e.code != envelope_pb2.Error.CODE_DEADLINE_EXCEEDED or (left is not None and left <= attempt_s):
                 raise
         except NoResponders:
             # Between a process that died and the one that replaces it; with

@@ -188,12 +188,18 @@ class Runner:
                                    f"reject it first (`aisdk agents approve|reject {paused}`)")
         claim = await self.runs.create(tenant, request, agent_id, self._settings.run_lease_s)
         if claim is None:
-            return await self.attach(tenant, request.run_id)
+            return await self.attach(tenant, request.run_id, ctx.time_left())
         return await self._drive(claim)
 
-    async def attach(self, tenant: str, run_id: str) -> agent_pb2.AgentRunReply:
-        """Wait for the run's end or pause; take it over if its process died."""
+    async def attach(self, tenant: str, run_id: str, within_s: float | None = None) -> agent_pb2.AgentRunReply:
+        """Wait for the run's end or pause (at most within_s, the caller's
+        time); take it over if its process died."""
+        loop = asyncio.get_running_loop()
+        end = None if within_s is None else loop.time() + within_s
         while True:
+            if end is not None and loop.time() > end:
+                raise HandlerError(Code.CODE_DEADLINE_EXCEEDED, f"run {run_id!r} is still running: ask again with "
+                                   "the same run id for its answer", True)
             row = await self.runs.row(tenant, run_id)
             if row is None:
                 raise HandlerError(Code.CODE_NOT_FOUND, f"no run {run_id!r} in tenant {tenant!r}")
@@ -221,7 +227,7 @@ class Runner:
             if claim is not None:
                 return await self._drive(claim)
         # Decided at the same time by someone else: their decision stands.
-        return await self.attach(tenant, decision.run_id)
+        return await self.attach(tenant, decision.run_id, ctx.time_left())
 
     # -- one claim of a run -----------------------------------------------------
 
@@ -338,7 +344,13 @@ class Runner:
                         call_id=f"{claim.run_id}-{call.id}"[:128], tool_name=call.name, success=False,
                         error=f"rejected by {decision.approver or 'the approver'}: {decision.reason or 'no reason'}")
                 else:
-                    result = await loop.call_tool(call, claim.run_id)
+                    try:
+                        result = await loop.call_tool(call, claim.run_id)
+                    except PlatformError as e:
+                        # No executor answered (none serves agent.tools, or the
+                        # call outlived its timeout): whether the tool ran is
+                        # unknown, so the run ends rather than guess.
+                        return await self._fail(claim, replay, f"the call of {call.name} failed: {e}")
                 await checkpoint("tool", result.SerializeToString())
                 continue
             last = replay.rounds >= s.max_rounds - 1
