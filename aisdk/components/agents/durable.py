@@ -31,7 +31,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from opentelemetry.util.types import AttributeValue
 
 from aisdk.components.agents import followup
-from aisdk.components.agents.checkpoints import Claim, RunStore, Step
+from aisdk.components.agents.checkpoints import Claim, Kind, RunStore, Step
 from aisdk.components.agents.loop import AgentLoop, tool_content
 from aisdk.components.agents.rag_tool import RAG_TOOL
 from aisdk.components.agents.registry import ToolRegistry, from_struct
@@ -325,11 +325,11 @@ class Runner:
             replay.apply(step)
         seq = len(steps)
 
-        async def checkpoint(kind: str, payload: bytes) -> None:
+        async def checkpoint(kind: Kind, payload: bytes) -> None:
             nonlocal seq
-            if not await self.runs.checkpoint(claim, seq, kind, payload):  # type: ignore[arg-type]
+            if not await self.runs.checkpoint(claim, seq, kind, payload):
                 raise ClaimLost(claim.run_id)
-            replay.apply(Step(seq, kind, payload))  # type: ignore[arg-type]
+            replay.apply(Step(seq, kind, payload))
             seq += 1
 
         while replay.final is None:
@@ -363,8 +363,8 @@ class Runner:
 
     async def _pause(self, claim: Claim, replay: Replay, call: gateway_pb2.ToolCall) -> agent_pb2.AgentRunReply:
         out = summary(claim.run_id, replay)
-        out.state, out.session_id, out.attempts = agent_pb2.RUN_STATE_AWAITING_APPROVAL, claim.request.session_id, \
-            claim.attempt
+        out.state = agent_pb2.RUN_STATE_AWAITING_APPROVAL
+        out.session_id, out.attempts = claim.request.session_id, claim.attempt
         arguments = struct_pb2.Struct()
         with contextlib.suppress(ValueError):
             json_format.Parse(call.arguments or "{}", arguments)
