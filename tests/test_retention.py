@@ -153,18 +153,35 @@ async def test_finished_tasks_tool_calls_and_deployment_events_expire(url: str) 
             for call, at in (("call-old", old), ("call-new", recent)):
                 await conn.execute("INSERT INTO agent_tool_calls (tenant_id, call_id, tool_name, result, executed_at)"
                                    " VALUES ('acme', %s, 't', '', %s)", (call, at))
+            for run, state, finished in (("run-old", "succeeded", old), ("run-new", "failed", recent),
+                                         ("run-paused", "awaiting_approval", None)):
+                await conn.execute(
+                    "INSERT INTO agent_runs (tenant_id, run_id, request, agent_id, state, started_at, finished_at) "
+                    "VALUES ('acme', %s, '', 'a', %s, %s, %s)", (run, state, old, finished))
+                await conn.execute("INSERT INTO agent_run_steps (tenant_id, run_id, seq, kind, payload) "
+                                   "VALUES ('acme', %s, 0, 'model', '')", (run,))
+            for session, at in (("chat-old", NOW - timedelta(days=100)), ("chat-new", recent)):
+                await conn.execute("INSERT INTO agent_sessions (tenant_id, session_id, updated_at) "
+                                   "VALUES ('acme', %s, %s)", (session, at))
+                await conn.execute("INSERT INTO agent_session_turns (tenant_id, session_id, number, turn) "
+                                   "VALUES ('acme', %s, 1, '')", (session,))
         async with mlops.connection() as conn:
             for event, at in (("d-old", NOW - timedelta(days=100)), ("d-new", recent)):
                 await conn.execute(
                     "INSERT INTO mlops_deployment_events (tenant_id, deployment_id, model_id, version, environment,"
                     " state, promoted, received_at) VALUES ('acme', %s, 'm', '1', 'production', 1, false, %s)",
                     (event, at))
-        assert await retention.prune(agents, "agents", NOW) == {"agent_tasks": 2, "agent_tool_calls": 1}
+        assert await retention.prune(agents, "agents", NOW) == {"agent_tasks": 2, "agent_tool_calls": 1,
+                                                                "agent_runs": 1, "agent_sessions": 1}
         assert await retention.prune(mlops, "mlops", NOW) == {"mlops_deployment_events": 1}
         async with agents.connection() as conn:
             tasks = await (await conn.execute("SELECT task_id FROM agent_tasks ORDER BY 1")).fetchall()
             calls = await (await conn.execute("SELECT call_id FROM agent_tool_calls")).fetchall()
+            runs = await (await conn.execute("SELECT DISTINCT run_id FROM agent_run_steps ORDER BY 1")).fetchall()
+            turns = await (await conn.execute("SELECT session_id FROM agent_session_turns")).fetchall()
         assert tasks == [("done-new",), ("running",), ("waiting",)] and calls == [("call-new",)]
+        # A run's steps and a session's turns go with it; a paused run stays.
+        assert runs == [("run-new",), ("run-paused",)] and turns == [("chat-new",)]
     finally:
         await agents.close()
         await mlops.close()

@@ -32,6 +32,10 @@ def to_json(answer: api_pb2.ApiAnswer) -> dict[str, Any]:
                    "total": answer.tokens.total},
         "cost": answer.cost,
         "model": answer.model,
+        "run_id": answer.run_id,
+        "session_id": answer.session_id,
+        "turn": answer.turn,
+        "awaiting_approval": answer.awaiting_approval,
     }
 
 
@@ -58,4 +62,8 @@ def lines(answer: api_pb2.ApiAnswer, width: int = 8) -> list[str]:
     out.append(f"{'cost':<{width}} ${answer.cost:.8f}")
     if answer.model:
         out.append(f"{'model':<{width}} {answer.model}")
+    if answer.session_id:
+        out.append(f"{'session':<{width}} {answer.session_id}, turn {answer.turn}")
+    if answer.awaiting_approval:
+        out.append(f"{'run':<{width}} {answer.run_id} awaiting approval (aisdk agents approve|reject {answer.run_id})")
     return out

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aisdk.cli import agents, auth, bench, bus, chaos, compat, contracts, db, demo, dlq, evaluate, qa, trace
+from aisdk.cli import agents, auth, bench, bus, chaos, compat, contracts, db, demo, dlq, evaluate, qa, sessions, trace
 from aisdk.cli.errors import CommandError
 
 Command = Callable[[argparse.Namespace], int]
@@ -26,7 +26,7 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 # Each group adds its subcommands; the order is the order of `aisdk --help`.
-GROUPS = (contracts, bus, auth, db, trace, compat, bench, qa, evaluate, agents, demo, chaos, dlq)
+GROUPS = (contracts, bus, auth, db, trace, compat, bench, qa, evaluate, agents, sessions, demo, chaos, dlq)
 # Long-running commands report reconnects and failed handlers on stderr.
 VERBOSE = ("serve", "server")
 

@@ -41,7 +41,7 @@ async def _ask(args: argparse.Namespace) -> int:
 
     check_tenant(args.tenant)
     query = api_pb2.ApiQuery(query_id=uuid.uuid4().hex, query=args.question, user_id=args.user,
-                             mode=f"QUERY_MODE_{args.mode.upper()}")
+                             mode=f"QUERY_MODE_{args.mode.upper()}", session_id=args.session)
     bus = await _connected(args)
     try:
         options: dict[str, Any] = {"timeout": args.timeout} if args.timeout else {}
@@ -73,7 +73,9 @@ def register(sub: Any) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--mode", choices=MODES, default="auto",
                    help="rag: from the documents; agent: an agent with the RAG search tool; llm: the model alone; "
-                   "auto (default): rag")
+                   "auto (default): rag, or agent with --session")
+    p.add_argument("--session", default="", metavar="ID",
+                   help="continue this conversation (created on its first question); needs `aisdk serve agents`")
     p.add_argument("--user", default="", help="user id, recorded on the trace")
     p.add_argument("--timeout", type=float, help="seconds (default: the registry's, 60)")
     p.add_argument("--json", action="store_true", help="print {answer, sources, tokens, cost} as JSON")

@@ -5,6 +5,8 @@ place, and the pruning that each owning component runs.
 |---|---|---|---|
 | agent_tasks | 30 | AISDK_RETAIN_TASKS_DAYS | finished (succeeded or failed), by finished_at |
 | agent_tool_calls | 30 | AISDK_RETAIN_TOOL_CALLS_DAYS | by executed_at |
+| agent_runs (and their steps) | 30 | AISDK_RETAIN_RUNS_DAYS | ended (succeeded or failed), by finished_at |
+| agent_sessions (and their turns) | 90 | AISDK_RETAIN_SESSIONS_DAYS | idle, by updated_at (the last turn) |
 | llmops_operations | 90 | AISDK_RETAIN_OPERATIONS_DAYS | by occurred_at (their running totals per day stay) |
 | mlops_deployment_events | 90 | AISDK_RETAIN_DEPLOYMENT_EVENTS_DAYS | by received_at |
 
@@ -81,6 +83,9 @@ RULES = (
     # A month's report reads its latency percentiles from the days still kept.
     Rule("llmops", "llmops_operations", "AISDK_RETAIN_OPERATIONS_DAYS", 90, "occurred_at", min_days=32),
     Rule("mlops", "mlops_deployment_events", "AISDK_RETAIN_DEPLOYMENT_EVENTS_DAYS", 90, "received_at"),
+    # A run awaiting approval or running is never pruned; its steps go with it.
+    Rule("agents", "agent_runs", "AISDK_RETAIN_RUNS_DAYS", 30, "finished_at", "state IN ('succeeded', 'failed')"),
+    Rule("agents", "agent_sessions", "AISDK_RETAIN_SESSIONS_DAYS", 90, "updated_at"),
 )
 
 

@@ -17,10 +17,16 @@ from ai.rag.v1 import rag_bus as ai_rag_v1
 from runtime.contract import ServiceHandler, SubjectSpec, Validator
 
 SUBJECTS: Final[tuple[SubjectSpec[Any, Any], ...]] = (
+    ai_agent_v1.AGENT_APPROVALS,
     ai_agent_v1.AGENT_MEMORY,
     ai_agent_v1.AGENT_MEMORY_RETRIEVE,
     ai_agent_v1.AGENT_MESSAGE,
     ai_agent_v1.AGENT_RESULTS,
+    ai_agent_v1.AGENT_RUNS,
+    ai_agent_v1.AGENT_SESSIONS_CREATE,
+    ai_agent_v1.AGENT_SESSIONS_DELETE,
+    ai_agent_v1.AGENT_SESSIONS_LIST,
+    ai_agent_v1.AGENT_SESSIONS_SHOW,
     ai_agent_v1.AGENT_STATUS,
     ai_agent_v1.AGENT_TASKS,
     ai_agent_v1.AGENT_TOOL_RESULTS,
@@ -57,15 +63,28 @@ BY_KEY: Final[Mapping[str, SubjectSpec[Any, Any]]] = {s.key: s for s in SUBJECTS
 
 VALIDATORS: Final[Mapping[str, Validator]] = {
     "ai.agent.v1.AgentMessage": ai_agent_v1.validate_agent_message,
+    "ai.agent.v1.AgentRunReply": ai_agent_v1.validate_agent_run_reply,
+    "ai.agent.v1.AgentRunRequest": ai_agent_v1.validate_agent_run_request,
     "ai.agent.v1.AgentStatus": ai_agent_v1.validate_agent_status,
     "ai.agent.v1.AgentTask": ai_agent_v1.validate_agent_task,
+    "ai.agent.v1.ApprovalDecision": ai_agent_v1.validate_approval_decision,
     "ai.agent.v1.MemoryItem": ai_agent_v1.validate_memory_item,
     "ai.agent.v1.MemoryMatch": ai_agent_v1.validate_memory_match,
     "ai.agent.v1.MemoryQuery": ai_agent_v1.validate_memory_query,
     "ai.agent.v1.MemoryRecall": ai_agent_v1.validate_memory_recall,
+    "ai.agent.v1.PendingApproval": ai_agent_v1.validate_pending_approval,
+    "ai.agent.v1.Session": ai_agent_v1.validate_session,
+    "ai.agent.v1.SessionCreateRequest": ai_agent_v1.validate_session_create_request,
+    "ai.agent.v1.SessionDeleted": ai_agent_v1.validate_session_deleted,
+    "ai.agent.v1.SessionDetail": ai_agent_v1.validate_session_detail,
+    "ai.agent.v1.SessionList": ai_agent_v1.validate_session_list,
+    "ai.agent.v1.SessionListRequest": ai_agent_v1.validate_session_list_request,
+    "ai.agent.v1.SessionRef": ai_agent_v1.validate_session_ref,
+    "ai.agent.v1.SessionTurn": ai_agent_v1.validate_session_turn,
     "ai.agent.v1.TaskResult": ai_agent_v1.validate_task_result,
     "ai.agent.v1.ToolExecutionRequest": ai_agent_v1.validate_tool_execution_request,
     "ai.agent.v1.ToolExecutionResult": ai_agent_v1.validate_tool_execution_result,
+    "ai.agent.v1.TurnToolCall": ai_agent_v1.validate_turn_tool_call,
     "ai.api.v1.ApiAnswer": ai_api_v1.validate_api_answer,
     "ai.api.v1.ApiQuery": ai_api_v1.validate_api_query,
     "ai.gateway.v1.CacheControl": ai_gateway_v1.validate_cache_control,
@@ -111,7 +130,9 @@ VALIDATORS: Final[Mapping[str, Validator]] = {
 
 GENERATED_IDS: Final[Mapping[str, tuple[str, ...]]] = {
     "ai.agent.v1.AgentMessage": ("message_id",),
+    "ai.agent.v1.AgentRunRequest": ("run_id",),
     "ai.agent.v1.AgentTask": ("task_id",),
+    "ai.agent.v1.SessionCreateRequest": ("session_id",),
     "ai.agent.v1.ToolExecutionRequest": ("call_id",),
     "ai.api.v1.ApiQuery": ("query_id",),
     "ai.gateway.v1.CostAlert": ("alert_id",),
@@ -148,8 +169,8 @@ HANDLERS: Final[Mapping[str, type[ServiceHandler]]] = {
 }
 
 SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
-    "ai.agent.v1": "1.1",
-    "ai.api.v1": "1.2",
+    "ai.agent.v1": "1.2",
+    "ai.api.v1": "1.3",
     "ai.envelope.v1": "1.1",
     "ai.gateway.v1": "1.4",
     "ai.llmops.v1": "1.2",

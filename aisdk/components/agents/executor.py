@@ -78,7 +78,8 @@ class ToolRunner:
         self.runs += 1
         with self._tel.span(SPAN.AGENT_TOOL_EXECUTE, attrs) as span:
             try:
-                value = await tool(ToolContext(self._bus, ctx.tenant_id, request.agent_id, request.call_id),
+                value = await tool(ToolContext(self._bus, ctx.tenant_id, request.agent_id, request.call_id,
+                                               request.idempotency_key),
                                    from_struct(request.arguments))
                 result.output.CopyFrom(to_struct(value))
                 result.success = True

@@ -4,7 +4,10 @@ Live agents come from micro discovery: each agent serves agent.message of its
 tenant in its queue group `agent.<id>`, which $SRV.INFO lists. Their state
 comes from agent.status, which every agent broadcasts on each change and
 re-broadcasts every status_interval_s: the listing listens until every
-discovered agent has reported, or the wait is over."""
+discovered agent has reported, or the wait is over. The agents service
+announces the agents whose runs await approval the same way (every
+status_interval_s), so they are listed, with those runs, when an
+announcement falls within the listing's wait."""
 
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ class AgentRow:
     active_tasks: int = 0
     capabilities: list[str] = field(default_factory=list)
     instances: int = 0
+    # Runs of the agent that wait for an approval (`aisdk agents approve RUN`).
+    awaiting_approval: list[str] = field(default_factory=list)
 
 
 async def _discover(bus: Bus, tenant: str, wait_s: float) -> dict[str, int]:
@@ -76,6 +81,11 @@ async def list_agents(bus: Bus, tenant: str, *, discovery_s: float = 0.3, wait_s
     finally:
         await sub.unsubscribe()
     rows = []
+    # An agent whose runs wait for approval is listed even when no instance
+    # of it serves messages: the agents service runs it and re-announces it.
+    for agent_id, heard in latest.items():
+        if agent_id not in live and heard.state == agent_pb2.AGENT_STATE_AWAITING_APPROVAL:
+            live[agent_id] = 0
     for agent_id in sorted(live):
         status = latest.get(agent_id)
         if status is None:
@@ -84,5 +94,6 @@ async def list_agents(bus: Bus, tenant: str, *, discovery_s: float = 0.3, wait_s
         if status.state == agent_pb2.AGENT_STATE_STOPPED:
             continue
         state = agent_pb2.AgentState.Name(status.state).removeprefix("AGENT_STATE_")
-        rows.append(AgentRow(agent_id, state, status.active_tasks, list(status.capabilities), live[agent_id]))
+        rows.append(AgentRow(agent_id, state, status.active_tasks, list(status.capabilities), live[agent_id],
+                             list(status.awaiting_approval)))
     return rows

@@ -5,6 +5,7 @@ out; the last round offers no tools, so it must answer."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -69,6 +70,17 @@ def _arguments(call: gateway_pb2.ToolCall) -> struct_pb2.Struct | str:
     return out
 
 
+def idempotency_key(run_id: str, call: gateway_pb2.ToolCall) -> str:
+    """The run, the model's call and a digest of its arguments (as JSON with
+    sorted keys, so that spacing and order do not matter)."""
+    try:
+        canonical = json.dumps(json.loads(call.arguments or "{}"), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        canonical = call.arguments
+    digest = hashlib.sha256(f"{call.name}\0{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{run_id}\0{call.id}\0{digest}".encode()).hexdigest()
+
+
 class AgentLoop:
     def __init__(
         self,
@@ -101,7 +113,7 @@ class AgentLoop:
         out = LoopAnswer("")
         for round_ in range(self.max_rounds):
             last = round_ == self.max_rounds - 1
-            reply = await self._ask(messages, [] if last else self.tools, f"{run_id}-{round_}")
+            reply = await self.ask(messages, [] if last else self.tools, f"{run_id}-{round_}")
             out.rounds = round_ + 1
             out.prompt_tokens += reply.tokens.prompt
             out.completion_tokens += reply.tokens.completion
@@ -112,7 +124,7 @@ class AgentLoop:
             messages.append(gateway_pb2.ChatMessage(role=Role.ROLE_ASSISTANT, content=reply.response,
                                                     tool_calls=reply.tool_calls))
             for call in reply.tool_calls:
-                result = await self._call_tool(call, run_id)
+                result = await self.call_tool(call, run_id)
                 out.tool_results.append(result)
                 sources = from_struct(result.output).get("sources") if result.success else None
                 if isinstance(sources, list):
@@ -121,7 +133,7 @@ class AgentLoop:
                                                         content=tool_content(result)))
         return out  # unreachable: the last round offers no tools
 
-    async def _ask(self, messages: list[gateway_pb2.ChatMessage], tools: list[gateway_pb2.ToolDefinition],
+    async def ask(self, messages: list[gateway_pb2.ChatMessage], tools: list[gateway_pb2.ToolDefinition],
                    request_id: str) -> gateway_pb2.LlmResponse:
         attrs: dict[str, AttributeValue] = {ATTR.TENANT_ID: self.tenant_id, "agent.id": self.agent_id,
                                             "llm.model": self.model, "agent.tools.offered": len(tools),
@@ -138,7 +150,7 @@ class AgentLoop:
                            .removeprefix("FINISH_REASON_").lower())
         return reply
 
-    async def _call_tool(self, call: gateway_pb2.ToolCall, run_id: str) -> agent_pb2.ToolExecutionResult:
+    async def call_tool(self, call: gateway_pb2.ToolCall, run_id: str) -> agent_pb2.ToolExecutionResult:
         # The model's call id is unique within one conversation only: the run
         # id makes it unique for the executors' record of executed calls.
         call_id = f"{run_id}-{call.id}"[:128]
@@ -148,7 +160,8 @@ class AgentLoop:
                                                  error=arguments)
         try:
             return await self._agents.tools(agent_pb2.ToolExecutionRequest(
-                call_id=call_id, agent_id=self.agent_id, tool_name=call.name, arguments=arguments))
+                call_id=call_id, agent_id=self.agent_id, tool_name=call.name, arguments=arguments,
+                idempotency_key=idempotency_key(run_id, call)))
         except (ContractViolation, RemoteError) as e:
             # A call the model got wrong: it reads why and may try again.
             return agent_pb2.ToolExecutionResult(call_id=call_id, tool_name=call.name or "unknown", success=False,

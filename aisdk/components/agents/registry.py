@@ -44,6 +44,9 @@ class ToolContext:
     tenant_id: str
     agent_id: str
     call_id: str
+    # Same for the same call of the same run (see ToolExecutionRequest): a
+    # tool with side effects elsewhere passes it on, so they happen once.
+    idempotency_key: str = ""
 
 
 def _schema(annotation: Any, where: str) -> dict[str, Any]:
@@ -96,8 +99,10 @@ class Tool:
     """One registered function and the schema derived from it."""
 
     def __init__(self, function: Callable[..., Any], *, name: str | None = None,
-                 description: str | None = None) -> None:
+                 description: str | None = None, needs_approval: bool = False) -> None:
         self.function = function
+        # A durable run pauses before calling it until a person approves.
+        self.needs_approval = needs_approval
         self.name = name or function.__name__
         if _NAME.fullmatch(self.name) is None:
             raise ToolError(f"tool name {self.name!r} must be 1-64 letters, digits, '_' or '-', "
@@ -177,8 +182,8 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = {}
 
     def add(self, function: Callable[..., Any] | Callable[..., Awaitable[Any]], *, name: str | None = None,
-            description: str | None = None) -> Tool:
-        tool = Tool(function, name=name, description=description)
+            description: str | None = None, needs_approval: bool = False) -> Tool:
+        tool = Tool(function, name=name, description=description, needs_approval=needs_approval)
         if tool.name in self._tools:
             raise ToolError(f"a tool named {tool.name!r} is already registered")
         self._tools[tool.name] = tool

@@ -27,6 +27,15 @@ class Settings:
     # The RAG search tool's description: the offline model calls it when the
     # question is similar to it, so name the documents' topics here.
     rag_tool_description: str = DEFAULT_RAG_TOOL_DESCRIPTION
+    # A durable run's lease: its process renews it every third of this; a
+    # run whose process died is resumed once it has lapsed.
+    run_lease_s: float = 10.0
+    # How long a caller waits for one attempt of a run before asking again
+    # with the same run id (which attaches to the run, or resumes it when
+    # its process died): above the lease, so that one retry finds it lapsed.
+    run_attempt_s: float = 20.0
+    # Tokens of a session's earlier turns that go into the prompt.
+    history_tokens: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -16,7 +16,7 @@ from aisdk.components.gateway.models import CHAT
 from opentelemetry.util.types import AttributeValue
 
 from runtime.contract import CallOptions, Context
-from runtime.errors import PlatformError, passed_on
+from runtime.errors import HandlerError, PlatformError, passed_on
 from runtime.telemetry import Telemetry
 from runtime.telemetry.names import ATTR, SPAN
 
@@ -62,7 +62,7 @@ class Api(api_bus.ApiServiceHandler):
         return self._bus
 
     async def queries(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
-        mode = routing.resolve(request.mode)
+        mode = routing.resolve(request.mode, session=bool(request.session_id))
         attrs: dict[str, AttributeValue] = {
             ATTR.TENANT_ID: ctx.tenant_id,
             USER_ID: request.user_id,
@@ -70,6 +70,7 @@ class Api(api_bus.ApiServiceHandler):
             "api.query.length": len(request.query),
             "api.query.mode": routing.name(request.mode),
             "api.query.route": routing.name(mode),
+            "session.id": request.session_id,
         }
         # The use case's root: every component span of the question is under it.
         t0 = time.perf_counter()
@@ -93,14 +94,21 @@ class Api(api_bus.ApiServiceHandler):
 
     async def _agent(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
         # Imported here: the RAG and LLM modes never load the agent framework.
+        from ai.agent.v1 import agent_pb2
+
         from aisdk.components.agents import answer
 
         with passed_on("the agent", "agents"):
-            got = await answer(self.bus, ctx.tenant_id, request.query, settings=self._agent_settings, tel=self._tel)
+            got = await answer(self.bus, ctx.tenant_id, request.query, settings=self._agent_settings,
+                               session_id=request.session_id, user_id=request.user_id,
+                               run_id=f"api-{request.query_id}", deadline_s=ctx.time_left())
+        if got.state == agent_pb2.RUN_STATE_FAILED:
+            raise HandlerError("UNAVAILABLE", f"the agent: run {got.run_id} failed: {got.error}", True)
         # The agent adds up its model calls and RAG queries as one total.
         return api_pb2.ApiAnswer(answer=got.answer, sources=got.sources,
                                  tokens=gateway_pb2.TokenUsage(total=got.tokens), cost=got.cost, status=got.status,
-                                 model=got.model)
+                                 model=got.model, run_id=got.run_id, session_id=got.session_id, turn=got.turn,
+                                 awaiting_approval=got.awaiting_approval)
 
     async def _llm(self, request: api_pb2.ApiQuery, ctx: Context) -> api_pb2.ApiAnswer:
         llm = gateway_pb2.LlmRequest(request_id=request.query_id, prompt=request.query, model=self.chat_model)

@@ -8,9 +8,10 @@ other turns of the conversation (a tool's results, earlier turns). It picks
 the one source that supports the question best and answers with that
 source's sentences most similar to the question (WordLlama), in their
 original order, so an answer never mixes documents and never repeats an
-instruction or a label. Given tools, it calls the one whose
-description is most similar to the question (above TOOL_THRESHOLD), with the
-question as its string argument, and answers once the results are in. `local/wordllama` embeds with WordLlama's
+instruction or a label. Given tools, it calls each one whose
+description is similar to the question (above TOOL_THRESHOLD), one per round
+and the most similar first, with the question as its string argument, and
+answers once the results are in. `local/wordllama` embeds with WordLlama's
 256-dimension vectors. Both report usage counted by litellm's token counter,
 so cost, limits and reports run the same path as a hosted provider.
 """
@@ -159,19 +160,33 @@ def _string_parameter(schema: Any) -> str | None:
     return chosen[0] if chosen else None
 
 
+def _called(messages: Sequence[dict[str, Any]]) -> set[str]:
+    """The tools called since the last user turn."""
+    out: set[str] = set()
+    for m in messages[_last_user(messages) + 1:]:
+        for call in m.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else getattr(call, "function", None)
+            name = function.get("name") if isinstance(function, dict) else getattr(function, "name", None)
+            if name:
+                out.add(str(name))
+    return out
+
+
 def choose_tool(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
     """(tool name, argument name) of the tool to call for the last user turn,
-    or None to answer. Once a tool has answered that turn, the model answers."""
+    or None to answer. Each matching tool is called once for that turn, one
+    per round and the most similar first; then the model answers."""
     last_user = _last_user(messages)
-    if last_user < 0 or any(m.get("role") == "tool" for m in messages[last_user + 1:]):
+    if last_user < 0:
         return None
+    called = _called(messages)
     question, _ = split_question(messages)
     best: tuple[float, str, str] | None = None
     for tool in tools:
         function = tool.get("function") or {}
         name, argument = function.get("name"), _string_parameter(function.get("parameters"))
-        if not name or argument is None:
-            continue  # nothing to put the question in
+        if not name or argument is None or name in called:
+            continue  # nothing to put the question in, or it has answered
         score = float(wordllama().similarity(question, f"{function.get('description') or ''}"))
         if score >= TOOL_THRESHOLD and (best is None or score > best[0]):
             best = (score, name, argument)

@@ -7,6 +7,7 @@ import re
 from typing import ClassVar, Final, Unpack
 
 from ai.agent.v1 import agent_pb2
+from ai.rag.v1 import rag_bus
 from google.protobuf import empty_pb2
 
 from runtime.contract import (
@@ -25,14 +26,16 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.1"
+SCHEMA_VERSION: Final = "1.2"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3})
 _RE1: Final = re.compile("^[a-z][a-z0-9_.-]*$")
 _ENUM2: Final = frozenset({0, 1, 2, 3, 4})
-_ENUM3: Final = frozenset({0, 1, 2, 3, 4, 5})
+_ENUM3: Final = frozenset({0, 1, 2, 3, 4, 5, 6})
 _ENUM4: Final = frozenset({0, 1, 2})
 _RE5: Final = re.compile("^[A-Za-z_][A-Za-z0-9_.-]*$")
+_RE6: Final = re.compile("^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_RE7: Final = re.compile("^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$")
 
 
 def validate_agent_message(m: agent_pb2.AgentMessage, prefix: str = '') -> list[Violation]:
@@ -132,6 +135,8 @@ def validate_agent_status(m: agent_pb2.AgentStatus, prefix: str = '') -> list[Vi
         out.append(Violation(prefix + "state", "defined_only", f"{m.state} is not a defined value"))
     if len(m.capabilities) > 64:
         out.append(Violation(prefix + "capabilities", "max_items", f"has {len(m.capabilities)} items, more than 64"))
+    if len(m.awaiting_approval) > 64:
+        out.append(Violation(prefix + "awaiting_approval", "max_items", f"has {len(m.awaiting_approval)} items, more than 64"))
     return out
 
 
@@ -230,6 +235,10 @@ def validate_tool_execution_request(m: agent_pb2.ToolExecutionRequest, prefix: s
         out.append(Violation(prefix + "tool_name", "max_len", f"length {len(v)} exceeds 128"))
     elif _RE5.search(v) is None:
         out.append(Violation(prefix + "tool_name", "pattern", "must match ^[A-Za-z_][A-Za-z0-9_.-]*$"))
+    v = m.idempotency_key
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "idempotency_key", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -250,6 +259,248 @@ def validate_tool_execution_result(m: agent_pb2.ToolExecutionResult, prefix: str
     if v:
         if len(v) > 4096:
             out.append(Violation(prefix + "error", "max_len", f"length {len(v)} exceeds 4096"))
+    return out
+
+
+def validate_session(m: agent_pb2.Session, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.Session against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.session_id
+    if not v:
+        out.append(Violation(prefix + "session_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
+    elif _RE6.search(v) is None:
+        out.append(Violation(prefix + "session_id", "pattern", "must match ^[A-Za-z0-9][A-Za-z0-9_.:-]*$"))
+    v = m.user_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "user_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.agent_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "agent_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.memory_scope
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "memory_scope", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_turn_tool_call(m: agent_pb2.TurnToolCall, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.TurnToolCall against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.call_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "call_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.tool_name
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "tool_name", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_session_turn(m: agent_pb2.SessionTurn, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.SessionTurn against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.run_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "run_id", "max_len", f"length {len(v)} exceeds 128"))
+    if m.status not in _ENUM4:
+        out.append(Violation(prefix + "status", "defined_only", f"{m.status} is not a defined value"))
+    if len(m.tool_calls) > 64:
+        out.append(Violation(prefix + "tool_calls", "max_items", f"has {len(m.tool_calls)} items, more than 64"))
+    for i, item in enumerate(m.tool_calls):
+        out.extend(validate_turn_tool_call(item, f"{prefix}tool_calls[{i}]."))
+    return out
+
+
+def validate_session_create_request(m: agent_pb2.SessionCreateRequest, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.SessionCreateRequest against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.session_id
+    if not v:
+        out.append(Violation(prefix + "session_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
+    elif _RE6.search(v) is None:
+        out.append(Violation(prefix + "session_id", "pattern", "must match ^[A-Za-z0-9][A-Za-z0-9_.:-]*$"))
+    v = m.user_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "user_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.agent_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "agent_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.memory_scope
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "memory_scope", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_session_list_request(m: agent_pb2.SessionListRequest, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.SessionListRequest against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.request_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "request_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.user_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "user_id", "max_len", f"length {len(v)} exceeds 128"))
+    if m.limit > 1000:
+        out.append(Violation(prefix + "limit", "lte", f"{m.limit} is above 1000"))
+    return out
+
+
+def validate_session_list(m: agent_pb2.SessionList, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.SessionList against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    if len(m.sessions) > 1000:
+        out.append(Violation(prefix + "sessions", "max_items", f"has {len(m.sessions)} items, more than 1000"))
+    for i, item in enumerate(m.sessions):
+        out.extend(validate_session(item, f"{prefix}sessions[{i}]."))
+    return out
+
+
+def validate_session_ref(m: agent_pb2.SessionRef, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.SessionRef against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.session_id
+    if not v:
+        out.append(Violation(prefix + "session_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.user_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "user_id", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_session_detail(m: agent_pb2.SessionDetail, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.SessionDetail against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    if m.HasField("session"):
+        out.extend(validate_session(m.session, prefix + "session."))
+    if len(m.turns) > 10000:
+        out.append(Violation(prefix + "turns", "max_items", f"has {len(m.turns)} items, more than 10000"))
+    for i, item in enumerate(m.turns):
+        out.extend(validate_session_turn(item, f"{prefix}turns[{i}]."))
+    return out
+
+
+def validate_session_deleted(m: agent_pb2.SessionDeleted, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.SessionDeleted against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.session_id
+    if not v:
+        out.append(Violation(prefix + "session_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_agent_run_request(m: agent_pb2.AgentRunRequest, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.AgentRunRequest against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.run_id
+    if not v:
+        out.append(Violation(prefix + "run_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "run_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.question
+    if not v:
+        out.append(Violation(prefix + "question", "required", "must be set"))
+    elif len(v) > 32768:
+        out.append(Violation(prefix + "question", "max_len", f"length {len(v)} exceeds 32768"))
+    v = m.agent_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "agent_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.session_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
+        if _RE7.search(v) is None:
+            out.append(Violation(prefix + "session_id", "pattern", "must match ^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$"))
+    v = m.user_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "user_id", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_pending_approval(m: agent_pb2.PendingApproval, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.PendingApproval against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.call_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "call_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.tool_name
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "tool_name", "max_len", f"length {len(v)} exceeds 128"))
+    return out
+
+
+def validate_agent_run_reply(m: agent_pb2.AgentRunReply, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.AgentRunReply against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.run_id
+    if not v:
+        out.append(Violation(prefix + "run_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "run_id", "max_len", f"length {len(v)} exceeds 128"))
+    if not m.state:
+        out.append(Violation(prefix + "state", "required", "must be set"))
+    if m.state not in _ENUM2:
+        out.append(Violation(prefix + "state", "defined_only", f"{m.state} is not a defined value"))
+    for i, item in enumerate(m.sources):
+        out.extend(rag_bus.validate_source(item, f"{prefix}sources[{i}]."))
+    if m.status not in _ENUM4:
+        out.append(Violation(prefix + "status", "defined_only", f"{m.status} is not a defined value"))
+    if m.cost < 0:
+        out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
+    v = m.model
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.session_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
+    if m.HasField("pending"):
+        out.extend(validate_pending_approval(m.pending, prefix + "pending."))
+    v = m.error
+    if v:
+        if len(v) > 4096:
+            out.append(Violation(prefix + "error", "max_len", f"length {len(v)} exceeds 4096"))
+    return out
+
+
+def validate_approval_decision(m: agent_pb2.ApprovalDecision, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.ApprovalDecision against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.run_id
+    if not v:
+        out.append(Violation(prefix + "run_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "run_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.reason
+    if v:
+        if len(v) > 4096:
+            out.append(Violation(prefix + "reason", "max_len", f"length {len(v)} exceeds 4096"))
+    v = m.approver
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "approver", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 
@@ -461,6 +712,162 @@ def agent_tool_results_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> 
     return AGENT_TOOL_RESULTS.subject(tenant_id, prefix)
 
 
+AGENT_SESSIONS_CREATE: Final[SubjectSpec[agent_pb2.SessionCreateRequest, agent_pb2.Session]] = SubjectSpec(
+    component="agent",
+    operation="sessions.create",
+    service="ai.agent.v1.AgentService",
+    rpc="SessionsCreate",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="agent.sessions",
+    request_type=agent_pb2.SessionCreateRequest,
+    reply_type=agent_pb2.Session,
+    timeout_ms=10000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/agent/v1/agent.proto",
+    validate_request=validate_session_create_request,
+    validate_reply=validate_session,
+)
+"""ai.agent.sessions.create.{tenant_id}: request/reply, balanced across queue group 'agent.sessions'."""
+AGENT_SESSIONS_CREATE_SUBJECT: Final = "ai.agent.sessions.create.{tenant_id}"
+
+
+def agent_sessions_create_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of AGENT_SESSIONS_CREATE; rejects an unsafe tenant id."""
+    return AGENT_SESSIONS_CREATE.subject(tenant_id, prefix)
+
+
+AGENT_SESSIONS_LIST: Final[SubjectSpec[agent_pb2.SessionListRequest, agent_pb2.SessionList]] = SubjectSpec(
+    component="agent",
+    operation="sessions.list",
+    service="ai.agent.v1.AgentService",
+    rpc="SessionsList",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="agent.sessions",
+    request_type=agent_pb2.SessionListRequest,
+    reply_type=agent_pb2.SessionList,
+    timeout_ms=10000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/agent/v1/agent.proto",
+    validate_request=validate_session_list_request,
+    validate_reply=validate_session_list,
+)
+"""ai.agent.sessions.list.{tenant_id}: request/reply, balanced across queue group 'agent.sessions'."""
+AGENT_SESSIONS_LIST_SUBJECT: Final = "ai.agent.sessions.list.{tenant_id}"
+
+
+def agent_sessions_list_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of AGENT_SESSIONS_LIST; rejects an unsafe tenant id."""
+    return AGENT_SESSIONS_LIST.subject(tenant_id, prefix)
+
+
+AGENT_SESSIONS_SHOW: Final[SubjectSpec[agent_pb2.SessionRef, agent_pb2.SessionDetail]] = SubjectSpec(
+    component="agent",
+    operation="sessions.show",
+    service="ai.agent.v1.AgentService",
+    rpc="SessionsShow",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="agent.sessions",
+    request_type=agent_pb2.SessionRef,
+    reply_type=agent_pb2.SessionDetail,
+    timeout_ms=10000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/agent/v1/agent.proto",
+    validate_request=validate_session_ref,
+    validate_reply=validate_session_detail,
+)
+"""ai.agent.sessions.show.{tenant_id}: request/reply, balanced across queue group 'agent.sessions'."""
+AGENT_SESSIONS_SHOW_SUBJECT: Final = "ai.agent.sessions.show.{tenant_id}"
+
+
+def agent_sessions_show_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of AGENT_SESSIONS_SHOW; rejects an unsafe tenant id."""
+    return AGENT_SESSIONS_SHOW.subject(tenant_id, prefix)
+
+
+AGENT_SESSIONS_DELETE: Final[SubjectSpec[agent_pb2.SessionRef, agent_pb2.SessionDeleted]] = SubjectSpec(
+    component="agent",
+    operation="sessions.delete",
+    service="ai.agent.v1.AgentService",
+    rpc="SessionsDelete",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="agent.sessions",
+    request_type=agent_pb2.SessionRef,
+    reply_type=agent_pb2.SessionDeleted,
+    timeout_ms=10000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/agent/v1/agent.proto",
+    validate_request=validate_session_ref,
+    validate_reply=validate_session_deleted,
+)
+"""ai.agent.sessions.delete.{tenant_id}: request/reply, balanced across queue group 'agent.sessions'."""
+AGENT_SESSIONS_DELETE_SUBJECT: Final = "ai.agent.sessions.delete.{tenant_id}"
+
+
+def agent_sessions_delete_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of AGENT_SESSIONS_DELETE; rejects an unsafe tenant id."""
+    return AGENT_SESSIONS_DELETE.subject(tenant_id, prefix)
+
+
+AGENT_RUNS: Final[SubjectSpec[agent_pb2.AgentRunRequest, agent_pb2.AgentRunReply]] = SubjectSpec(
+    component="agent",
+    operation="runs",
+    service="ai.agent.v1.AgentService",
+    rpc="Runs",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="agent.runners",
+    request_type=agent_pb2.AgentRunRequest,
+    reply_type=agent_pb2.AgentRunReply,
+    timeout_ms=60000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/agent/v1/agent.proto",
+    validate_request=validate_agent_run_request,
+    validate_reply=validate_agent_run_reply,
+)
+"""ai.agent.runs.{tenant_id}: request/reply, balanced across queue group 'agent.runners'."""
+AGENT_RUNS_SUBJECT: Final = "ai.agent.runs.{tenant_id}"
+
+
+def agent_runs_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of AGENT_RUNS; rejects an unsafe tenant id."""
+    return AGENT_RUNS.subject(tenant_id, prefix)
+
+
+AGENT_APPROVALS: Final[SubjectSpec[agent_pb2.ApprovalDecision, agent_pb2.AgentRunReply]] = SubjectSpec(
+    component="agent",
+    operation="approvals",
+    service="ai.agent.v1.AgentService",
+    rpc="Approvals",
+    pattern=Pattern.REQUEST_REPLY,
+    queue_group="agent.runners",
+    request_type=agent_pb2.ApprovalDecision,
+    reply_type=agent_pb2.AgentRunReply,
+    timeout_ms=60000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/agent/v1/agent.proto",
+    validate_request=validate_approval_decision,
+    validate_reply=validate_agent_run_reply,
+)
+"""ai.agent.approvals.{tenant_id}: request/reply, balanced across queue group 'agent.runners'."""
+AGENT_APPROVALS_SUBJECT: Final = "ai.agent.approvals.{tenant_id}"
+
+
+def agent_approvals_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of AGENT_APPROVALS; rejects an unsafe tenant id."""
+    return AGENT_APPROVALS.subject(tenant_id, prefix)
+
+
 class AgentServiceClient:
     """Typed client of ai.agent.v1.AgentService: one method per subject, bound to one tenant."""
 
@@ -506,6 +913,30 @@ class AgentServiceClient:
         """Publish to AGENT_TOOL_RESULTS_SUBJECT."""
         await self._transport.publish(AGENT_TOOL_RESULTS, payload, self._tenant_id, options)
 
+    async def sessions_create(self, payload: agent_pb2.SessionCreateRequest, **options: Unpack[CallOptions]) -> agent_pb2.Session:
+        """Request on AGENT_SESSIONS_CREATE_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(AGENT_SESSIONS_CREATE, payload, self._tenant_id, options)
+
+    async def sessions_list(self, payload: agent_pb2.SessionListRequest, **options: Unpack[CallOptions]) -> agent_pb2.SessionList:
+        """Request on AGENT_SESSIONS_LIST_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(AGENT_SESSIONS_LIST, payload, self._tenant_id, options)
+
+    async def sessions_show(self, payload: agent_pb2.SessionRef, **options: Unpack[CallOptions]) -> agent_pb2.SessionDetail:
+        """Request on AGENT_SESSIONS_SHOW_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(AGENT_SESSIONS_SHOW, payload, self._tenant_id, options)
+
+    async def sessions_delete(self, payload: agent_pb2.SessionRef, **options: Unpack[CallOptions]) -> agent_pb2.SessionDeleted:
+        """Request on AGENT_SESSIONS_DELETE_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(AGENT_SESSIONS_DELETE, payload, self._tenant_id, options)
+
+    async def runs(self, payload: agent_pb2.AgentRunRequest, **options: Unpack[CallOptions]) -> agent_pb2.AgentRunReply:
+        """Request on AGENT_RUNS_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(AGENT_RUNS, payload, self._tenant_id, options)
+
+    async def approvals(self, payload: agent_pb2.ApprovalDecision, **options: Unpack[CallOptions]) -> agent_pb2.AgentRunReply:
+        """Request on AGENT_APPROVALS_SUBJECT and wait for the typed reply."""
+        return await self._transport.request(AGENT_APPROVALS, payload, self._tenant_id, options)
+
 
 class AgentServiceHandler(ServiceHandler):
     """Serves ai.agent.v1.AgentService: override the operations this process handles.
@@ -523,6 +954,12 @@ class AgentServiceHandler(ServiceHandler):
         (AGENT_MEMORY_RETRIEVE, "memory_retrieve"),
         (AGENT_TOOLS, "tools"),
         (AGENT_TOOL_RESULTS, "tool_results"),
+        (AGENT_SESSIONS_CREATE, "sessions_create"),
+        (AGENT_SESSIONS_LIST, "sessions_list"),
+        (AGENT_SESSIONS_SHOW, "sessions_show"),
+        (AGENT_SESSIONS_DELETE, "sessions_delete"),
+        (AGENT_RUNS, "runs"),
+        (AGENT_APPROVALS, "approvals"),
     )
 
     async def message(self, request: agent_pb2.AgentMessage, ctx: Context) -> None:
@@ -548,3 +985,21 @@ class AgentServiceHandler(ServiceHandler):
 
     async def tool_results(self, request: agent_pb2.ToolExecutionResult, ctx: Context) -> None:
         raise Unimplemented(AGENT_TOOL_RESULTS)
+
+    async def sessions_create(self, request: agent_pb2.SessionCreateRequest, ctx: Context) -> agent_pb2.Session:
+        raise Unimplemented(AGENT_SESSIONS_CREATE)
+
+    async def sessions_list(self, request: agent_pb2.SessionListRequest, ctx: Context) -> agent_pb2.SessionList:
+        raise Unimplemented(AGENT_SESSIONS_LIST)
+
+    async def sessions_show(self, request: agent_pb2.SessionRef, ctx: Context) -> agent_pb2.SessionDetail:
+        raise Unimplemented(AGENT_SESSIONS_SHOW)
+
+    async def sessions_delete(self, request: agent_pb2.SessionRef, ctx: Context) -> agent_pb2.SessionDeleted:
+        raise Unimplemented(AGENT_SESSIONS_DELETE)
+
+    async def runs(self, request: agent_pb2.AgentRunRequest, ctx: Context) -> agent_pb2.AgentRunReply:
+        raise Unimplemented(AGENT_RUNS)
+
+    async def approvals(self, request: agent_pb2.ApprovalDecision, ctx: Context) -> agent_pb2.AgentRunReply:
+        raise Unimplemented(AGENT_APPROVALS)

@@ -1,6 +1,7 @@
 import datetime
 
 from ai.options.v1 import options_pb2 as _options_pb2
+from ai.rag.v1 import rag_pb2 as _rag_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -44,6 +45,7 @@ class AgentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGENT_STATE_BUSY: _ClassVar[AgentState]
     AGENT_STATE_DRAINING: _ClassVar[AgentState]
     AGENT_STATE_STOPPED: _ClassVar[AgentState]
+    AGENT_STATE_AWAITING_APPROVAL: _ClassVar[AgentState]
 
 class MemoryType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -58,6 +60,14 @@ class MemoryOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEMORY_ORDER_UNSPECIFIED: _ClassVar[MemoryOrder]
     MEMORY_ORDER_SIMILARITY: _ClassVar[MemoryOrder]
     MEMORY_ORDER_RECENCY: _ClassVar[MemoryOrder]
+
+class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_STATE_UNSPECIFIED: _ClassVar[RunState]
+    RUN_STATE_RUNNING: _ClassVar[RunState]
+    RUN_STATE_AWAITING_APPROVAL: _ClassVar[RunState]
+    RUN_STATE_SUCCEEDED: _ClassVar[RunState]
+    RUN_STATE_FAILED: _ClassVar[RunState]
 MESSAGE_KIND_UNSPECIFIED: MessageKind
 MESSAGE_KIND_TEXT: MessageKind
 MESSAGE_KIND_COMMAND: MessageKind
@@ -77,6 +87,7 @@ AGENT_STATE_IDLE: AgentState
 AGENT_STATE_BUSY: AgentState
 AGENT_STATE_DRAINING: AgentState
 AGENT_STATE_STOPPED: AgentState
+AGENT_STATE_AWAITING_APPROVAL: AgentState
 MEMORY_TYPE_UNSPECIFIED: MemoryType
 MEMORY_TYPE_SHORT_TERM: MemoryType
 MEMORY_TYPE_LONG_TERM: MemoryType
@@ -85,6 +96,11 @@ MEMORY_TYPE_SEMANTIC: MemoryType
 MEMORY_ORDER_UNSPECIFIED: MemoryOrder
 MEMORY_ORDER_SIMILARITY: MemoryOrder
 MEMORY_ORDER_RECENCY: MemoryOrder
+RUN_STATE_UNSPECIFIED: RunState
+RUN_STATE_RUNNING: RunState
+RUN_STATE_AWAITING_APPROVAL: RunState
+RUN_STATE_SUCCEEDED: RunState
+RUN_STATE_FAILED: RunState
 
 class AgentMessage(_message.Message):
     __slots__ = ("message_id", "source_agent_id", "target_agent_id", "content", "kind", "metadata", "session_id", "in_reply_to")
@@ -144,16 +160,18 @@ class TaskResult(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("agent_id", "state", "active_tasks", "capabilities")
+    __slots__ = ("agent_id", "state", "active_tasks", "capabilities", "awaiting_approval")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_TASKS_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     state: AgentState
     active_tasks: int
     capabilities: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, agent_id: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., active_tasks: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+    awaiting_approval: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agent_id: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., active_tasks: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., awaiting_approval: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MemoryItem(_message.Message):
     __slots__ = ("agent_id", "memory_id", "memory_type", "content", "metadata", "created_at")
@@ -211,16 +229,18 @@ class MemoryRecall(_message.Message):
     def __init__(self, query_id: _Optional[str] = ..., matches: _Optional[_Iterable[_Union[MemoryMatch, _Mapping]]] = ...) -> None: ...
 
 class ToolExecutionRequest(_message.Message):
-    __slots__ = ("call_id", "agent_id", "tool_name", "arguments")
+    __slots__ = ("call_id", "agent_id", "tool_name", "arguments", "idempotency_key")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     agent_id: str
     tool_name: str
     arguments: _struct_pb2.Struct
-    def __init__(self, call_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, call_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ToolExecutionResult(_message.Message):
     __slots__ = ("call_id", "tool_name", "success", "output", "error", "duration")
@@ -237,3 +257,175 @@ class ToolExecutionResult(_message.Message):
     error: str
     duration: _duration_pb2.Duration
     def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., success: _Optional[bool] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class Session(_message.Message):
+    __slots__ = ("session_id", "user_id", "agent_id", "memory_scope", "turns", "created_at", "updated_at")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    agent_id: str
+    memory_scope: str
+    turns: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., memory_scope: _Optional[str] = ..., turns: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TurnToolCall(_message.Message):
+    __slots__ = ("call_id", "tool_name", "arguments", "success")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tool_name: str
+    arguments: _struct_pb2.Struct
+    success: bool
+    def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., success: _Optional[bool] = ...) -> None: ...
+
+class SessionTurn(_message.Message):
+    __slots__ = ("number", "run_id", "question", "standalone_question", "answer", "status", "tool_calls", "started_at", "finished_at")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    STANDALONE_QUESTION_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    run_id: str
+    question: str
+    standalone_question: str
+    answer: str
+    status: _rag_pb2.AnswerStatus
+    tool_calls: _containers.RepeatedCompositeFieldContainer[TurnToolCall]
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, number: _Optional[int] = ..., run_id: _Optional[str] = ..., question: _Optional[str] = ..., standalone_question: _Optional[str] = ..., answer: _Optional[str] = ..., status: _Optional[_Union[_rag_pb2.AnswerStatus, str]] = ..., tool_calls: _Optional[_Iterable[_Union[TurnToolCall, _Mapping]]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SessionCreateRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "agent_id", "memory_scope")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    agent_id: str
+    memory_scope: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., memory_scope: _Optional[str] = ...) -> None: ...
+
+class SessionListRequest(_message.Message):
+    __slots__ = ("request_id", "user_id", "limit")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    user_id: str
+    limit: int
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SessionList(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[Session]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ...) -> None: ...
+
+class SessionRef(_message.Message):
+    __slots__ = ("session_id", "user_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class SessionDetail(_message.Message):
+    __slots__ = ("session", "turns")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    turns: _containers.RepeatedCompositeFieldContainer[SessionTurn]
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[SessionTurn, _Mapping]]] = ...) -> None: ...
+
+class SessionDeleted(_message.Message):
+    __slots__ = ("session_id", "deleted")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    deleted: bool
+    def __init__(self, session_id: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class AgentRunRequest(_message.Message):
+    __slots__ = ("run_id", "question", "agent_id", "session_id", "user_id")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    question: str
+    agent_id: str
+    session_id: str
+    user_id: str
+    def __init__(self, run_id: _Optional[str] = ..., question: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class PendingApproval(_message.Message):
+    __slots__ = ("call_id", "tool_name", "arguments")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tool_name: str
+    arguments: _struct_pb2.Struct
+    def __init__(self, call_id: _Optional[str] = ..., tool_name: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class AgentRunReply(_message.Message):
+    __slots__ = ("run_id", "state", "answer", "sources", "status", "tokens", "cost", "model", "rounds", "session_id", "turn", "pending", "error", "attempts")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    state: RunState
+    answer: str
+    sources: _containers.RepeatedCompositeFieldContainer[_rag_pb2.Source]
+    status: _rag_pb2.AnswerStatus
+    tokens: int
+    cost: float
+    model: str
+    rounds: int
+    session_id: str
+    turn: int
+    pending: PendingApproval
+    error: str
+    attempts: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_rag_pb2.Source, _Mapping]]] = ..., status: _Optional[_Union[_rag_pb2.AnswerStatus, str]] = ..., tokens: _Optional[int] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., rounds: _Optional[int] = ..., session_id: _Optional[str] = ..., turn: _Optional[int] = ..., pending: _Optional[_Union[PendingApproval, _Mapping]] = ..., error: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class ApprovalDecision(_message.Message):
+    __slots__ = ("run_id", "approve", "reason", "approver")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    approve: bool
+    reason: str
+    approver: str
+    def __init__(self, run_id: _Optional[str] = ..., approve: _Optional[bool] = ..., reason: _Optional[str] = ..., approver: _Optional[str] = ...) -> None: ...

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Final, Unpack
 
 from ai.api.v1 import api_pb2
@@ -22,10 +23,11 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.2"
+SCHEMA_VERSION: Final = "1.3"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3, 4})
-_ENUM1: Final = frozenset({0, 1, 2})
+_RE1: Final = re.compile("^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$")
+_ENUM2: Final = frozenset({0, 1, 2})
 
 
 def validate_api_query(m: api_pb2.ApiQuery, prefix: str = '') -> list[Violation]:
@@ -47,6 +49,12 @@ def validate_api_query(m: api_pb2.ApiQuery, prefix: str = '') -> list[Violation]
             out.append(Violation(prefix + "user_id", "max_len", f"length {len(v)} exceeds 128"))
     if m.mode not in _ENUM0:
         out.append(Violation(prefix + "mode", "defined_only", f"{m.mode} is not a defined value"))
+    v = m.session_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
+        if _RE1.search(v) is None:
+            out.append(Violation(prefix + "session_id", "pattern", "must match ^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$"))
     return out
 
 
@@ -64,12 +72,20 @@ def validate_api_answer(m: api_pb2.ApiAnswer, prefix: str = '') -> list[Violatio
         out.append(Violation(prefix + "cost", "gte", f"{m.cost} is below 0"))
     if m.mode not in _ENUM0:
         out.append(Violation(prefix + "mode", "defined_only", f"{m.mode} is not a defined value"))
-    if m.status not in _ENUM1:
+    if m.status not in _ENUM2:
         out.append(Violation(prefix + "status", "defined_only", f"{m.status} is not a defined value"))
     v = m.model
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "model", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.run_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "run_id", "max_len", f"length {len(v)} exceeds 128"))
+    v = m.session_id
+    if v:
+        if len(v) > 128:
+            out.append(Violation(prefix + "session_id", "max_len", f"length {len(v)} exceeds 128"))
     return out
 
 

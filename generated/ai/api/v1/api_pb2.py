@@ -28,14 +28,14 @@ from ai.rag.v1 import rag_pb2 as ai_dot_rag_dot_v1_dot_rag__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61i/api/v1/api.proto\x12\tai.api.v1\x1a\x1b\x61i/gateway/v1/gateway.proto\x1a\x1b\x61i/options/v1/options.proto\x1a\x13\x61i/rag/v1/rag.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa8\x01\n\x08\x41piQuery\x12&\n\x08query_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x07queryId\x12 \n\x05query\x18\x02 \x01(\tB\n\x92\xb5\x18\x06\x08\x01\x18\x80\x80\x02R\x05query\x12 \n\x07user_id\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x06userId\x12\x30\n\x04mode\x18\x04 \x01(\x0e\x32\x14.ai.api.v1.QueryModeB\x06\x92\xb5\x18\x02H\x01R\x04mode\"\xa9\x03\n\tApiAnswer\x12$\n\x08query_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07queryId\x12\x16\n\x06\x61nswer\x18\x02 \x01(\tR\x06\x61nswer\x12+\n\x07sources\x18\x03 \x03(\x0b\x32\x11.ai.rag.v1.SourceR\x07sources\x12\x31\n\x06tokens\x18\x04 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x05 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12\x30\n\x04mode\x18\x06 \x01(\x0e\x32\x14.ai.api.v1.QueryModeB\x06\x92\xb5\x18\x02H\x01R\x04mode\x12\x35\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12\x37\n\x06status\x18\x08 \x01(\x0e\x32\x17.ai.rag.v1.AnswerStatusB\x06\x92\xb5\x18\x02H\x01R\x06status\x12\x1a\n\x08grounded\x18\t \x01(\x08R\x08grounded\x12\x1d\n\x05model\x18\n \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model*z\n\tQueryMode\x12\x1a\n\x16QUERY_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fQUERY_MODE_AUTO\x10\x01\x12\x12\n\x0eQUERY_MODE_RAG\x10\x02\x12\x12\n\x0eQUERY_MODE_LLM\x10\x03\x12\x14\n\x10QUERY_MODE_AGENT\x10\x04\x32\x64\n\nApiService\x12V\n\x07Queries\x12\x13.ai.api.v1.ApiQuery\x1a\x14.ai.api.v1.ApiAnswer\" \x8a\xb5\x18\x1c\n\x07queries\x10\x03\x1a\x0b\x61pi.routers \xe0\xd4\x03\x42\x06\x9a\xb5\x18\x02\x08\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61i/api/v1/api.proto\x12\tai.api.v1\x1a\x1b\x61i/gateway/v1/gateway.proto\x1a\x1b\x61i/options/v1/options.proto\x1a\x13\x61i/rag/v1/rag.proto\x1a\x1egoogle/protobuf/duration.proto\"\xf2\x01\n\x08\x41piQuery\x12&\n\x08query_id\x18\x01 \x01(\tB\x0b\x92\xb5\x18\x07\x08\x01\x18\x80\x01P\x01R\x07queryId\x12 \n\x05query\x18\x02 \x01(\tB\n\x92\xb5\x18\x06\x08\x01\x18\x80\x80\x02R\x05query\x12 \n\x07user_id\x18\x03 \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x06userId\x12\x30\n\x04mode\x18\x04 \x01(\x0e\x32\x14.ai.api.v1.QueryModeB\x06\x92\xb5\x18\x02H\x01R\x04mode\x12H\n\nsession_id\x18\x05 \x01(\tB)\x92\xb5\x18%\x18\x80\x01\" ^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$R\tsessionId\"\xb2\x04\n\tApiAnswer\x12$\n\x08query_id\x18\x01 \x01(\tB\t\x92\xb5\x18\x05\x08\x01\x18\x80\x01R\x07queryId\x12\x16\n\x06\x61nswer\x18\x02 \x01(\tR\x06\x61nswer\x12+\n\x07sources\x18\x03 \x03(\x0b\x32\x11.ai.rag.v1.SourceR\x07sources\x12\x31\n\x06tokens\x18\x04 \x01(\x0b\x32\x19.ai.gateway.v1.TokenUsageR\x06tokens\x12!\n\x04\x63ost\x18\x05 \x01(\x01\x42\r\x92\xb5\x18\t)\x00\x00\x00\x00\x00\x00\x00\x00R\x04\x63ost\x12\x30\n\x04mode\x18\x06 \x01(\x0e\x32\x14.ai.api.v1.QueryModeB\x06\x92\xb5\x18\x02H\x01R\x04mode\x12\x35\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12\x37\n\x06status\x18\x08 \x01(\x0e\x32\x17.ai.rag.v1.AnswerStatusB\x06\x92\xb5\x18\x02H\x01R\x06status\x12\x1a\n\x08grounded\x18\t \x01(\x08R\x08grounded\x12\x1d\n\x05model\x18\n \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05model\x12\x1e\n\x06run_id\x18\x0b \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\x05runId\x12&\n\nsession_id\x18\x0c \x01(\tB\x07\x92\xb5\x18\x03\x18\x80\x01R\tsessionId\x12\x12\n\x04turn\x18\r \x01(\rR\x04turn\x12+\n\x11\x61waiting_approval\x18\x0e \x01(\x08R\x10\x61waitingApproval*z\n\tQueryMode\x12\x1a\n\x16QUERY_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fQUERY_MODE_AUTO\x10\x01\x12\x12\n\x0eQUERY_MODE_RAG\x10\x02\x12\x12\n\x0eQUERY_MODE_LLM\x10\x03\x12\x14\n\x10QUERY_MODE_AGENT\x10\x04\x32\x64\n\nApiService\x12V\n\x07Queries\x12\x13.ai.api.v1.ApiQuery\x1a\x14.ai.api.v1.ApiAnswer\" \x8a\xb5\x18\x1c\n\x07queries\x10\x03\x1a\x0b\x61pi.routers \xe0\xd4\x03\x42\x06\x9a\xb5\x18\x02\x08\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ai.api.v1.api_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\002\010\002'
+  _globals['DESCRIPTOR']._serialized_options = b'\232\265\030\002\010\003'
   _globals['_APIQUERY'].fields_by_name['query_id']._loaded_options = None
   _globals['_APIQUERY'].fields_by_name['query_id']._serialized_options = b'\222\265\030\007\010\001\030\200\001P\001'
   _globals['_APIQUERY'].fields_by_name['query']._loaded_options = None
@@ -44,6 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIQUERY'].fields_by_name['user_id']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_APIQUERY'].fields_by_name['mode']._loaded_options = None
   _globals['_APIQUERY'].fields_by_name['mode']._serialized_options = b'\222\265\030\002H\001'
+  _globals['_APIQUERY'].fields_by_name['session_id']._loaded_options = None
+  _globals['_APIQUERY'].fields_by_name['session_id']._serialized_options = b'\222\265\030%\030\200\001\" ^([A-Za-z0-9][A-Za-z0-9_.:-]*)?$'
   _globals['_APIANSWER'].fields_by_name['query_id']._loaded_options = None
   _globals['_APIANSWER'].fields_by_name['query_id']._serialized_options = b'\222\265\030\005\010\001\030\200\001'
   _globals['_APIANSWER'].fields_by_name['cost']._loaded_options = None
@@ -54,14 +56,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIANSWER'].fields_by_name['status']._serialized_options = b'\222\265\030\002H\001'
   _globals['_APIANSWER'].fields_by_name['model']._loaded_options = None
   _globals['_APIANSWER'].fields_by_name['model']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_APIANSWER'].fields_by_name['run_id']._loaded_options = None
+  _globals['_APIANSWER'].fields_by_name['run_id']._serialized_options = b'\222\265\030\003\030\200\001'
+  _globals['_APIANSWER'].fields_by_name['session_id']._loaded_options = None
+  _globals['_APIANSWER'].fields_by_name['session_id']._serialized_options = b'\222\265\030\003\030\200\001'
   _globals['_APISERVICE'].methods_by_name['Queries']._loaded_options = None
   _globals['_APISERVICE'].methods_by_name['Queries']._serialized_options = b'\212\265\030\034\n\007queries\020\003\032\013api.routers \340\324\003'
-  _globals['_QUERYMODE']._serialized_start=744
-  _globals['_QUERYMODE']._serialized_end=866
+  _globals['_QUERYMODE']._serialized_start=955
+  _globals['_QUERYMODE']._serialized_end=1077
   _globals['_APIQUERY']._serialized_start=146
-  _globals['_APIQUERY']._serialized_end=314
-  _globals['_APIANSWER']._serialized_start=317
-  _globals['_APIANSWER']._serialized_end=742
-  _globals['_APISERVICE']._serialized_start=868
-  _globals['_APISERVICE']._serialized_end=968
+  _globals['_APIQUERY']._serialized_end=388
+  _globals['_APIANSWER']._serialized_start=391
+  _globals['_APIANSWER']._serialized_end=953
+  _globals['_APISERVICE']._serialized_start=1079
+  _globals['_APISERVICE']._serialized_end=1179
 # @@protoc_insertion_point(module_scope)

@@ -27,19 +27,21 @@ QUERY_MODE_LLM: QueryMode
 QUERY_MODE_AGENT: QueryMode
 
 class ApiQuery(_message.Message):
-    __slots__ = ("query_id", "query", "user_id", "mode")
+    __slots__ = ("query_id", "query", "user_id", "mode", "session_id")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     query: str
     user_id: str
     mode: QueryMode
-    def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., user_id: _Optional[str] = ..., mode: _Optional[_Union[QueryMode, str]] = ...) -> None: ...
+    session_id: str
+    def __init__(self, query_id: _Optional[str] = ..., query: _Optional[str] = ..., user_id: _Optional[str] = ..., mode: _Optional[_Union[QueryMode, str]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class ApiAnswer(_message.Message):
-    __slots__ = ("query_id", "answer", "sources", "tokens", "cost", "mode", "duration", "status", "grounded", "model")
+    __slots__ = ("query_id", "answer", "sources", "tokens", "cost", "mode", "duration", "status", "grounded", "model", "run_id", "session_id", "turn", "awaiting_approval")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +52,10 @@ class ApiAnswer(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     GROUNDED_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     answer: str
     sources: _containers.RepeatedCompositeFieldContainer[_rag_pb2.Source]
@@ -60,4 +66,8 @@ class ApiAnswer(_message.Message):
     status: _rag_pb2.AnswerStatus
     grounded: bool
     model: str
-    def __init__(self, query_id: _Optional[str] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_rag_pb2.Source, _Mapping]]] = ..., tokens: _Optional[_Union[_gateway_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., mode: _Optional[_Union[QueryMode, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[_rag_pb2.AnswerStatus, str]] = ..., grounded: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
+    run_id: str
+    session_id: str
+    turn: int
+    awaiting_approval: bool
+    def __init__(self, query_id: _Optional[str] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_rag_pb2.Source, _Mapping]]] = ..., tokens: _Optional[_Union[_gateway_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., mode: _Optional[_Union[QueryMode, str]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., status: _Optional[_Union[_rag_pb2.AnswerStatus, str]] = ..., grounded: _Optional[bool] = ..., model: _Optional[str] = ..., run_id: _Optional[str] = ..., session_id: _Optional[str] = ..., turn: _Optional[int] = ..., awaiting_approval: _Optional[bool] = ...) -> None: ...

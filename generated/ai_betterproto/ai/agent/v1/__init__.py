@@ -20,6 +20,8 @@ import betterproto.lib.google.protobuf as betterproto_lib_google_protobuf
 import grpclib
 from betterproto.grpc.grpclib_server import ServiceBase
 
+from ...rag import v1 as __rag_v1__
+
 if TYPE_CHECKING:
     import grpclib.server
     from betterproto.grpc.grpclib_client import MetadataLike
@@ -55,6 +57,10 @@ class AgentState(betterproto.Enum):
     BUSY = 3
     DRAINING = 4
     STOPPED = 5
+    AWAITING_APPROVAL = 6
+    """
+    A run of the agent waits for a person to approve or reject a tool call.
+    """
 
 
 class MemoryType(betterproto.Enum):
@@ -74,6 +80,16 @@ class MemoryOrder(betterproto.Enum):
 
     RECENCY = 2
     """Newest first (created_at)."""
+
+
+class RunState(betterproto.Enum):
+    UNSPECIFIED = 0
+    RUNNING = 1
+    AWAITING_APPROVAL = 2
+    """A tool call that needs approval waits for an ApprovalDecision."""
+
+    SUCCEEDED = 3
+    FAILED = 4
 
 
 @dataclass(eq=False, repr=False)
@@ -132,6 +148,10 @@ class AgentStatus(betterproto.Message):
     state: "AgentState" = betterproto.enum_field(2)
     active_tasks: int = betterproto.uint32_field(3)
     capabilities: List[str] = betterproto.string_field(4)
+    awaiting_approval: List[str] = betterproto.string_field(5)
+    """
+    Runs of the agent that wait for an approval (AGENT_STATE_AWAITING_APPROVAL).
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -192,6 +212,12 @@ class ToolExecutionRequest(betterproto.Message):
     agent_id: str = betterproto.string_field(2)
     tool_name: str = betterproto.string_field(3)
     arguments: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(4)
+    idempotency_key: str = betterproto.string_field(5)
+    """
+    Derived from the run, the model's call and a digest of the arguments:
+     the same call of the same run has the same key, so a tool with side
+     effects elsewhere can make them once.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -204,6 +230,178 @@ class ToolExecutionResult(betterproto.Message):
     output: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(4)
     error: str = betterproto.string_field(5)
     duration: timedelta = betterproto.message_field(6)
+
+
+@dataclass(eq=False, repr=False)
+class Session(betterproto.Message):
+    """A conversation of a tenant (and optionally a user) with an agent."""
+
+    session_id: str = betterproto.string_field(1)
+    user_id: str = betterproto.string_field(2)
+    agent_id: str = betterproto.string_field(3)
+    memory_scope: str = betterproto.string_field(4)
+    """
+    The agent memories of the session are stored and recalled under this
+     agent id; unset for the session id itself.
+    """
+
+    turns: int = betterproto.uint32_field(5)
+    created_at: datetime = betterproto.message_field(6)
+    updated_at: datetime = betterproto.message_field(7)
+
+
+@dataclass(eq=False, repr=False)
+class TurnToolCall(betterproto.Message):
+    """A tool call of a turn, as it was executed."""
+
+    call_id: str = betterproto.string_field(1)
+    tool_name: str = betterproto.string_field(2)
+    arguments: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(3)
+    success: bool = betterproto.bool_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class SessionTurn(betterproto.Message):
+    """One question of a session and its answer."""
+
+    number: int = betterproto.uint32_field(1)
+    run_id: str = betterproto.string_field(2)
+    question: str = betterproto.string_field(3)
+    standalone_question: str = betterproto.string_field(4)
+    """
+    The question retrieval and the model were given: the follow-up
+     rewritten with the conversation's context.
+    """
+
+    answer: str = betterproto.string_field(5)
+    status: "__rag_v1__.AnswerStatus" = betterproto.enum_field(6)
+    tool_calls: List["TurnToolCall"] = betterproto.message_field(7)
+    started_at: datetime = betterproto.message_field(8)
+    finished_at: datetime = betterproto.message_field(9)
+
+
+@dataclass(eq=False, repr=False)
+class SessionCreateRequest(betterproto.Message):
+    """
+    session_create: open a session; a session id already open for the same
+     user is returned as it is.
+    """
+
+    session_id: str = betterproto.string_field(1)
+    user_id: str = betterproto.string_field(2)
+    agent_id: str = betterproto.string_field(3)
+    memory_scope: str = betterproto.string_field(4)
+
+
+@dataclass(eq=False, repr=False)
+class SessionListRequest(betterproto.Message):
+    """session_list: the tenant's sessions, most recently used first."""
+
+    request_id: str = betterproto.string_field(1)
+    """Optional: names the request in logs and traces."""
+
+    user_id: str = betterproto.string_field(2)
+    """Only this user's sessions; unset for every session of the tenant."""
+
+    limit: int = betterproto.uint32_field(3)
+    """At most this many; unset for 50."""
+
+
+@dataclass(eq=False, repr=False)
+class SessionList(betterproto.Message):
+    sessions: List["Session"] = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class SessionRef(betterproto.Message):
+    """session_show and session_delete: one session by id."""
+
+    session_id: str = betterproto.string_field(1)
+    user_id: str = betterproto.string_field(2)
+    """When set, the session must belong to this user."""
+
+
+@dataclass(eq=False, repr=False)
+class SessionDetail(betterproto.Message):
+    session: "Session" = betterproto.message_field(1)
+    turns: List["SessionTurn"] = betterproto.message_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class SessionDeleted(betterproto.Message):
+    session_id: str = betterproto.string_field(1)
+    deleted: bool = betterproto.bool_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class AgentRunRequest(betterproto.Message):
+    """
+    runs: a question answered by the agent loop, durably: every round is
+     checkpointed in PostgreSQL, and a run whose process died is resumed by
+     another from its last checkpoint. A repeated run id attaches to the run.
+    """
+
+    run_id: str = betterproto.string_field(1)
+    question: str = betterproto.string_field(2)
+    agent_id: str = betterproto.string_field(3)
+    """Unset for the agent of the deployment ("assistant")."""
+
+    session_id: str = betterproto.string_field(4)
+    """
+    Continue this session (created on its first turn); unset for a run
+     without history.
+    """
+
+    user_id: str = betterproto.string_field(5)
+
+
+@dataclass(eq=False, repr=False)
+class PendingApproval(betterproto.Message):
+    """A tool call that waits for approval."""
+
+    call_id: str = betterproto.string_field(1)
+    tool_name: str = betterproto.string_field(2)
+    arguments: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(3)
+
+
+@dataclass(eq=False, repr=False)
+class AgentRunReply(betterproto.Message):
+    run_id: str = betterproto.string_field(1)
+    state: "RunState" = betterproto.enum_field(2)
+    answer: str = betterproto.string_field(3)
+    sources: List["__rag_v1__.Source"] = betterproto.message_field(4)
+    status: "__rag_v1__.AnswerStatus" = betterproto.enum_field(5)
+    """ANSWERED when a search of the documents answered, else NOT_FOUND."""
+
+    tokens: int = betterproto.uint32_field(6)
+    """The loop's model calls plus the RAG queries its tools ran."""
+
+    cost: float = betterproto.double_field(7)
+    model: str = betterproto.string_field(8)
+    rounds: int = betterproto.uint32_field(9)
+    session_id: str = betterproto.string_field(10)
+    turn: int = betterproto.uint32_field(11)
+    """The turn's number in its session (from 1)."""
+
+    pending: "PendingApproval" = betterproto.message_field(12)
+    error: str = betterproto.string_field(13)
+    """Why the run failed (RUN_STATE_FAILED)."""
+
+    attempts: int = betterproto.uint32_field(14)
+    """Claims of the run: 1, plus one per resumption after a lost process."""
+
+
+@dataclass(eq=False, repr=False)
+class ApprovalDecision(betterproto.Message):
+    """
+    approvals: a person's decision on a run's pending tool call. Approved,
+     the call runs; rejected, the model reads the rejection and answers.
+    """
+
+    run_id: str = betterproto.string_field(1)
+    approve: bool = betterproto.bool_field(2)
+    reason: str = betterproto.string_field(3)
+    approver: str = betterproto.string_field(4)
 
 
 class AgentServiceStub(betterproto.ServiceStub):
@@ -343,6 +541,108 @@ class AgentServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def sessions_create(
+        self,
+        session_create_request: "SessionCreateRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "Session":
+        return await self._unary_unary(
+            "/ai.agent.v1.AgentService/SessionsCreate",
+            session_create_request,
+            Session,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def sessions_list(
+        self,
+        session_list_request: "SessionListRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "SessionList":
+        return await self._unary_unary(
+            "/ai.agent.v1.AgentService/SessionsList",
+            session_list_request,
+            SessionList,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def sessions_show(
+        self,
+        session_ref: "SessionRef",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "SessionDetail":
+        return await self._unary_unary(
+            "/ai.agent.v1.AgentService/SessionsShow",
+            session_ref,
+            SessionDetail,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def sessions_delete(
+        self,
+        session_ref: "SessionRef",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "SessionDeleted":
+        return await self._unary_unary(
+            "/ai.agent.v1.AgentService/SessionsDelete",
+            session_ref,
+            SessionDeleted,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def runs(
+        self,
+        agent_run_request: "AgentRunRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "AgentRunReply":
+        return await self._unary_unary(
+            "/ai.agent.v1.AgentService/Runs",
+            agent_run_request,
+            AgentRunReply,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def approvals(
+        self,
+        approval_decision: "ApprovalDecision",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "AgentRunReply":
+        return await self._unary_unary(
+            "/ai.agent.v1.AgentService/Approvals",
+            approval_decision,
+            AgentRunReply,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class AgentServiceBase(ServiceBase):
 
@@ -382,6 +682,28 @@ class AgentServiceBase(ServiceBase):
     async def tool_results(
         self, tool_execution_result: "ToolExecutionResult"
     ) -> "betterproto_lib_google_protobuf.Empty":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def sessions_create(
+        self, session_create_request: "SessionCreateRequest"
+    ) -> "Session":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def sessions_list(
+        self, session_list_request: "SessionListRequest"
+    ) -> "SessionList":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def sessions_show(self, session_ref: "SessionRef") -> "SessionDetail":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def sessions_delete(self, session_ref: "SessionRef") -> "SessionDeleted":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def runs(self, agent_run_request: "AgentRunRequest") -> "AgentRunReply":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def approvals(self, approval_decision: "ApprovalDecision") -> "AgentRunReply":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_message(
@@ -446,6 +768,48 @@ class AgentServiceBase(ServiceBase):
         response = await self.tool_results(request)
         await stream.send_message(response)
 
+    async def __rpc_sessions_create(
+        self, stream: "grpclib.server.Stream[SessionCreateRequest, Session]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.sessions_create(request)
+        await stream.send_message(response)
+
+    async def __rpc_sessions_list(
+        self, stream: "grpclib.server.Stream[SessionListRequest, SessionList]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.sessions_list(request)
+        await stream.send_message(response)
+
+    async def __rpc_sessions_show(
+        self, stream: "grpclib.server.Stream[SessionRef, SessionDetail]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.sessions_show(request)
+        await stream.send_message(response)
+
+    async def __rpc_sessions_delete(
+        self, stream: "grpclib.server.Stream[SessionRef, SessionDeleted]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.sessions_delete(request)
+        await stream.send_message(response)
+
+    async def __rpc_runs(
+        self, stream: "grpclib.server.Stream[AgentRunRequest, AgentRunReply]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.runs(request)
+        await stream.send_message(response)
+
+    async def __rpc_approvals(
+        self, stream: "grpclib.server.Stream[ApprovalDecision, AgentRunReply]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.approvals(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/ai.agent.v1.AgentService/Message": grpclib.const.Handler(
@@ -495,5 +859,41 @@ class AgentServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 ToolExecutionResult,
                 betterproto_lib_google_protobuf.Empty,
+            ),
+            "/ai.agent.v1.AgentService/SessionsCreate": grpclib.const.Handler(
+                self.__rpc_sessions_create,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SessionCreateRequest,
+                Session,
+            ),
+            "/ai.agent.v1.AgentService/SessionsList": grpclib.const.Handler(
+                self.__rpc_sessions_list,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SessionListRequest,
+                SessionList,
+            ),
+            "/ai.agent.v1.AgentService/SessionsShow": grpclib.const.Handler(
+                self.__rpc_sessions_show,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SessionRef,
+                SessionDetail,
+            ),
+            "/ai.agent.v1.AgentService/SessionsDelete": grpclib.const.Handler(
+                self.__rpc_sessions_delete,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SessionRef,
+                SessionDeleted,
+            ),
+            "/ai.agent.v1.AgentService/Runs": grpclib.const.Handler(
+                self.__rpc_runs,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                AgentRunRequest,
+                AgentRunReply,
+            ),
+            "/ai.agent.v1.AgentService/Approvals": grpclib.const.Handler(
+                self.__rpc_approvals,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ApprovalDecision,
+                AgentRunReply,
             ),
         }

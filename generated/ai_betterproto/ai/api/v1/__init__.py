@@ -48,6 +48,12 @@ class ApiQuery(betterproto.Message):
     query: str = betterproto.string_field(2)
     user_id: str = betterproto.string_field(3)
     mode: "QueryMode" = betterproto.enum_field(4)
+    session_id: str = betterproto.string_field(5)
+    """
+    Continue this conversation (agent mode; AUTO with a session is agent):
+     earlier turns go into the prompt, and the session is created on its
+     first question.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -74,6 +80,17 @@ class ApiAnswer(betterproto.Message):
     """
     The model that answered: the provider model of the gateway deployment
      that served the call (e.g. "openai/gpt-4o-mini"), not the alias asked for.
+    """
+
+    run_id: str = betterproto.string_field(11)
+    """Agent mode: the run that answered, its session and turn number."""
+
+    session_id: str = betterproto.string_field(12)
+    turn: int = betterproto.uint32_field(13)
+    awaiting_approval: bool = betterproto.bool_field(14)
+    """
+    Agent mode: the run waits for a tool call to be approved
+     (`aisdk agents approve RUN`); the answer says which.
     """
 
 
