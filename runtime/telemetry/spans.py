@@ -53,6 +53,7 @@ class FixedSpans:
     def __init__(self, tracer: Tracer, most: int = 16) -> None:
         self.tracer = tracer
         self._sdk: Any = None
+        self._span_cls: Any = None
         try:
             from opentelemetry.sdk.trace import Tracer as SdkTracer
             from opentelemetry.sdk.trace import _Span
