@@ -160,7 +160,9 @@ def components(f: Figures, r: run.Run) -> dict[str, Any]:
     """The gateway as ratios to a bare litellm call of the same run, LLMOps
     and RAG as rates, queuing (publish -> handler) beside the whole query."""
     if not r.components:
-        return {"available": False, "note": services.UNAVAILABLE}
+        skipped = services.available()  # installed, so --no-components left them out
+        return {"available": False,
+                "note": "component rows not run (--no-components)" if skipped else services.UNAVAILABLE}
     docs = f.median("rag_ingest", "documents")
     per_doc = r.facts.get("chunks_per_document")
     return {

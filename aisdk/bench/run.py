@@ -117,9 +117,7 @@ async def run(plan: Plan, *, progress: bool = True, components: bool = True) -> 
     if not with_faststream:
         notes.append("FastStream rows skipped: install the bench extra (pip install -e '.[bench]')")
     with_components = components and services.available()
-    if not components:
-        notes.append("component rows not run (--no-components)")
-    elif not with_components:
+    if components and not with_components:
         notes.append(services.UNAVAILABLE)
     with EmbeddedServer(name="aisdk-bench") as server:
         configs = _configs(server.url, with_faststream)
