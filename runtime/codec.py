@@ -71,6 +71,27 @@ def envelope(
     return env
 
 
+def head(type_name: str, schema_version: str, tenant_id: str, source: str) -> bytes:
+    """Envelope fields 2-5 encoded, for reply() to append."""
+    return Envelope(type=type_name, schema_version=schema_version, tenant_id=tenant_id,
+                    source=source).SerializeToString()
+
+
+def reply(head: bytes, data: bytes, correlation_id: str, traceparent: str = "", tracestate: str = "") -> bytes:
+    """An encoded Envelope from its per-message fields and a head(): a
+    protobuf message is the concatenation of its fields, in any order, so
+    what is the same for every reply of an endpoint and tenant is encoded
+    once (tests/test_codec_reply.py: every reader sees the same message)."""
+    env = Envelope(id=new_id(), data=data, correlation_id=correlation_id)
+    if traceparent:
+        env.traceparent = traceparent
+    if tracestate:
+        env.tracestate = tracestate
+    ts = env.time
+    ts.seconds, ts.nanos = divmod(time.time_ns(), 1_000_000_000)
+    return env.SerializeToString() + head
+
+
 def deadline_of(env: Envelope) -> float | None:
     """The envelope's deadline as epoch seconds, or None."""
     if not env.HasField("deadline"):

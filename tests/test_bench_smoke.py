@@ -90,7 +90,9 @@ def test_seed_targets_and_goals_are_judged(quick_run: tuple[dict[str, Any], Path
     for name, goal in goals.items():
         assert goal["met"] is judged(goal), name
     # Every figure the quick run measures is judged, not left unknown.
-    assert all(s["goals"][k]["met"] is not None for k in ("codec_ratio", "pubsub_ratio", "request_reply_ratio_p95"))
+    assert all(s["goals"][k]["met"] is not None for k in (
+        "codec_ratio", "pubsub_ratio", "request_reply_ratio_p95", "traced_pubsub_ratio", "otel_overhead_pct"))
+    assert s["loop"] == "asyncio"
 
 
 def test_component_rows_or_why_not(quick_run: tuple[dict[str, Any], Path | None]) -> None:

@@ -160,7 +160,9 @@ def components(f: Figures, r: run.Run) -> dict[str, Any]:
     """The gateway as ratios to a bare litellm call of the same run, LLMOps
     and RAG as rates, queuing (publish -> handler) beside the whole query."""
     if not r.components:
-        return {"available": False, "note": services.UNAVAILABLE}
+        skipped = services.available()  # installed, so --no-components left them out
+        return {"available": False,
+                "note": "component rows not run (--no-components)" if skipped else services.UNAVAILABLE}
     docs = f.median("rag_ingest", "documents")
     per_doc = r.facts.get("chunks_per_document")
     return {
@@ -258,12 +260,15 @@ def summary(r: run.Run) -> dict[str, Any]:
         "pubsub_ratio": _check(out["pubsub"]["ratio"], ">= 0.6"),
         "request_reply_ratio_p95": _check(out["request_reply"]["ratio_p95"], "<= 1.1"),
         "traced_request_reply_ratio_p95": _check(traced, "<= 1.25"),
+        "traced_pubsub_ratio": _check(out["pubsub"]["traced_ratio"], ">= 0.25"),
+        "otel_overhead_pct": _check(_overhead_pct(f), "< 5"),
         "ahead_of_faststream": {"value": f"{sum(ahead)}/{len(ahead)} rows", "goal": "every row",
                                 "met": all(ahead) if ahead else None},
     }
     out.update(
         quick=r.plan.quick,
         rounds=r.plan.rounds,
+        loop=r.loop,
         seconds=round(r.seconds, 1),
         notes=r.notes,
         spans_exported=r.spans,
@@ -377,8 +382,8 @@ def _met(v: bool | None) -> str:
 
 
 def markdown(s: dict[str, Any]) -> str:
-    out = [f"{s['rounds']} rounds{' (quick)' if s['quick'] else ''}, {s['seconds']:.0f} s; medians over rounds, "
-           "ratios taken within each round.", ""]
+    out = [f"{s['rounds']} rounds{' (quick)' if s['quick'] else ''}, {s['seconds']:.0f} s, {s['loop']} event loop; "
+           "medians over rounds, ratios taken within each round.", ""]
     out += _table(["", "ours", "raw nats-py / upb", "ours ÷ raw", "goal", "FastStream", "FastStream + OTel"],
                   _comparison(s))
     fs = s["faststream"]

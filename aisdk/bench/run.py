@@ -3,6 +3,7 @@ it, the comparison groups, and the results."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,8 @@ class Run:
     spans: dict[str, int]
     # Figures a run learns besides its samples (chunks per ingested document).
     facts: dict[str, float]
+    # The event loop everything ran on: "asyncio" or "uvloop".
+    loop: str = "asyncio"
 
 
 def _configs(url: str, with_faststream: bool) -> dict[str, Messaging]:
@@ -106,14 +109,15 @@ def _groups(plan: Plan, c: dict[str, Messaging]) -> list[Group]:
     ]
 
 
-async def run(plan: Plan, *, progress: bool = True) -> Run:
+async def run(plan: Plan, *, progress: bool = True, components: bool = True) -> Run:
+    """components=False: the messaging rows only (the runtime's own)."""
     t0 = time.monotonic()
     notes = []
     with_faststream = faststream_available()
     if not with_faststream:
         notes.append("FastStream rows skipped: install the bench extra (pip install -e '.[bench]')")
-    with_components = services.available()
-    if not with_components:
+    with_components = components and services.available()
+    if components and not with_components:
         notes.append(services.UNAVAILABLE)
     with EmbeddedServer(name="aisdk-bench") as server:
         configs = _configs(server.url, with_faststream)
@@ -151,5 +155,6 @@ async def run(plan: Plan, *, progress: bool = True) -> Run:
             for config in reversed(started):
                 await config.stop()
     spans = {name: c.exporter.exported for name, c in configs.items() if c.exporter is not None}
+    loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
     return Run(plan, results, notes, traced, with_faststream, with_components, time.monotonic() - t0, spans,
-               facts)
+               facts, "uvloop" if loop == "uvloop" else "asyncio")

@@ -17,18 +17,25 @@ _NEEDS = ("faststream", "pydantic")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    extras.require("aisdk bench", extras.BENCH, _NEEDS + (("matplotlib",) if args.plot else ()))
+    extras.require("aisdk bench", extras.BENCH,
+                   _NEEDS + (("matplotlib",) if args.plot else ()) + (("uvloop",) if args.uvloop else ()))
     from aisdk.bench import report, run
 
     plan = run.QUICK if args.quick else run.FULL
     if args.rounds:
         plan = dataclasses.replace(plan, rounds=args.rounds)
-    result = asyncio.run(run.run(plan))
+    measured = run.run(plan, components=not args.no_components)
+    if args.uvloop:
+        import uvloop
+
+        result = uvloop.run(measured)
+    else:
+        result = asyncio.run(measured)
     summary = report.summary(result)
     # Answers are measured beside speed: the PostgreSQL-manual evaluation set
     # (aisdk eval), when its extras are installed; not in a quick run.
     quality = None
-    if not args.quick and not args.no_eval and not extras.missing(evaluate.NEEDS):
+    if not args.quick and not args.no_eval and not args.no_components and not extras.missing(evaluate.NEEDS):
         quality = evaluate.evaluate([evaluate.LARGE_SET])
         summary["eval"] = quality
     print(json.dumps(summary, indent=2) if args.json else report.markdown(summary).rstrip("\n"))
@@ -56,6 +63,10 @@ def register(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="a fifth of the work in two rounds (a smoke run)")
     p.add_argument("--rounds", type=int, metavar="N", help="rounds to run (default 7, quick 2)")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write the latency distributions to this PNG")
+    p.add_argument("--no-components", action="store_true",
+                   help="the messaging rows only: leave out the gateway, LLMOps and RAG rows (and the evaluation)")
+    p.add_argument("--uvloop", action="store_true",
+                   help="run everything, raw nats-py and FastStream included, on uvloop's event loop")
     p.add_argument("--no-eval", action="store_true",
                    help="leave out the answer evaluation on the PostgreSQL-manual set (aisdk eval --set postgres)")
     p.set_defaults(func=cmd_bench)

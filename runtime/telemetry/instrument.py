@@ -37,6 +37,7 @@ from runtime.telemetry.context import (
 )
 from runtime.telemetry.counts import Key, add, key, observations
 from runtime.telemetry.names import ATTR, MESSAGING_SYSTEM, OP
+from runtime.telemetry.spans import FixedSpans
 
 if TYPE_CHECKING:
     from ai.envelope.v1.envelope_pb2 import Envelope
@@ -159,6 +160,8 @@ class TelemetryHooks(BusHooks):
         self, tracer: Tracer, honours_parent: bool, *, operation_duration: Histogram, process_duration: Histogram
     ) -> None:
         self.tracer = tracer
+        # The producer and consumer spans: every attribute is the runtime's own.
+        self.spans = FixedSpans(tracer)
         self.honours_parent = honours_parent
         self._operation_duration = operation_duration
         self._process_duration = process_duration
@@ -216,7 +219,7 @@ class TelemetryHooks(BusHooks):
         before, means a payload refused locally sends nothing and records
         nothing, and every attribute is known when the span starts."""
         producers = self._at(bus).producers
-        tracer = self.tracer
+        start_span = self.spans.start
         honours = self.honours_parent
 
         def stamped(
@@ -245,7 +248,7 @@ class TelemetryHooks(BusHooks):
             }
             if env.correlation_id:
                 attrs[ATTR.CONVERSATION_ID] = env.correlation_id
-            span = tracer.start_span(producer.name, kind=SpanKind.PRODUCER, attributes=attrs)
+            span = start_span(producer.name, None, SpanKind.PRODUCER, attrs)
             stamp(env, span)
             if span.is_recording():
                 sending.span = span
@@ -329,7 +332,7 @@ class TelemetryHooks(BusHooks):
         if ctx.attempt > 1:
             attrs[ATTR.ATTEMPT] = ctx.attempt
         parent = remote_parent(env.traceparent, env.tracestate)
-        return self.tracer.start_span(consumer.name, parent, SpanKind.CONSUMER, attrs)
+        return self.spans.start(consumer.name, parent, SpanKind.CONSUMER, attrs)
 
     def _context_of(self, consumer: _Consumer, ctx: MessageContext) -> tuple[Context, Span | None, int]:
         """What the handler runs in: the carried context of an unsampled
