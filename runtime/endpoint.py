@@ -122,6 +122,9 @@ class Endpoint:
         # The checks' common outcome inline (one comparison each); the codec's
         # functions give the errors.
         if subject.rpartition(".")[2] != env.tenant_id:
+            if not env.type:
+                # Not an envelope at all (an empty one parses): INVALID_ARGUMENT, as before the tenant.
+                codec.open_envelope(subject, data)
             codec.check_tenant_matches(subject, env)
         if env.schema_version != self._version:
             codec.check_version(subject, env, self._version)
