@@ -228,3 +228,31 @@ async def test_a_turn_is_one_trace_under_the_question(rig: Rig) -> None:
     for name in ("agent.session.create", "agent.memory.retrieve", "agent.llm.call", "agent.tool.execute"):
         found = [s for s in trace if s.name == name]
         assert found and all("agent.task.execute" in ancestors(s) for s in found), name
+
+
+async def test_a_streamed_run_sends_its_answer_as_it_is_written_and_once(rig: Rig) -> None:
+    runs = agent_bus.AgentServiceClient(rig.bus, rig.tenant)
+    run_id = "stream-" + uuid.uuid4().hex[:8]
+    request = agent_pb2.AgentRunRequest(run_id=run_id, question="What is the refund policy?")
+    chunks = [c async for c in runs.runs_stream(request, timeout=60)]
+    reply = chunks[-1].reply
+    assert reply.state == agent_pb2.RUN_STATE_SUCCEEDED and reply.status == rag_pb2.ANSWER_STATUS_ANSWERED
+    assert "30 days" in reply.answer and reply.rounds == 2  # a search, then the answer
+    deltas = [c for c in chunks[:-1] if c.delta]
+    assert len(deltas) > 3, "the answer came in pieces, as the model wrote it"
+    assert {c.round for c in deltas} == {1} and "".join(c.delta for c in deltas) == reply.answer
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    # The same run as agent.runs gives it: the checkpoints are the run's, whichever way it was asked.
+    assert await runs.runs(request, timeout=60) == reply
+
+    # Asked again, the answer on record comes in one piece: nothing is written twice.
+    again = [c async for c in runs.runs_stream(request, timeout=60)]
+    assert [c.delta for c in again[:-1]] == [reply.answer] and again[-1].reply == reply
+
+    # The positive control: a question the documents do not answer streams
+    # the abstention, which is the run's answer, not the model's text.
+    other = agent_pb2.AgentRunRequest(run_id="stream-" + uuid.uuid4().hex[:8],
+                                      question="Who won the football world cup in 1954?")
+    abstained = [c async for c in runs.runs_stream(other, timeout=60)]
+    assert abstained[-1].reply.status == rag_pb2.ANSWER_STATUS_NOT_FOUND
+    assert "".join(c.delta for c in abstained) == abstained[-1].reply.answer == NOT_FOUND
