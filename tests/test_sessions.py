@@ -8,6 +8,8 @@ retrieved."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from runtime.errors import ContractViolation, RemoteError
 from runtime.server import EmbeddedServer
 from runtime.settings import BusSettings
 from runtime.telemetry import Telemetry, setup
+from tests.support import checkout_env
 
 DOCS = Path(__file__).resolve().parents[1] / "aisdk" / "cli" / "demo_docs"
 FAST = {"rag.ingest": Durability("work_queue", 3, 5000, (100, 100), 60_000, 0)}
@@ -256,3 +259,18 @@ async def test_a_streamed_run_sends_its_answer_as_it_is_written_and_once(rig: Ri
     abstained = [c async for c in runs.runs_stream(other, timeout=60)]
     assert abstained[-1].reply.status == rag_pb2.ANSWER_STATUS_NOT_FOUND
     assert "".join(c.delta for c in abstained) == abstained[-1].reply.answer == NOT_FOUND
+
+
+async def test_ask_streams_the_agents_answer_on_the_command_line(rig: Rig, nats_server: EmbeddedServer) -> None:
+    def aisdk(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "aisdk.cli", "ask", *args, "--tenant", rig.tenant,
+                               "--nats-url", nats_server.url], env=checkout_env(), capture_output=True, text=True,
+                              timeout=120)
+
+    out = await asyncio.to_thread(aisdk, "What is the refund policy?", "--mode", "agent", "--stream")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("answer   ") and "30 days" in lines[0]
+    assert lines[1].startswith("status   answered") and not any(line.startswith("answer") for line in lines[1:])
+    refused = await asyncio.to_thread(aisdk, "What is the refund policy?", "--stream")
+    assert refused.returncode != 0 and "--stream streams the agent's answer" in refused.stderr
