@@ -191,8 +191,14 @@ async def test_a_streamed_run_whose_process_died_is_streamed_again_from_its_chec
     second: Runner | None = None
     request = agent_pb2.AgentRunRequest(run_id="order-43", question=QUESTION)
     client = agent_bus.AgentServiceClient(rig.bus, t)
+
+    async def first_chunk() -> agent_pb2.AgentRunChunk:
+        async for chunk in client.runs_stream(request, timeout=60):
+            return chunk
+        raise AssertionError("the stream ended without a chunk")
+
     try:
-        streamed = asyncio.create_task(anext(aiter(client.runs_stream(request, timeout=60))))
+        streamed = asyncio.create_task(first_chunk())
         assert await first.line() == "blocking in charge_card"
         await first.kill()
         assert not streamed.done()
