@@ -165,7 +165,8 @@ class TestProvider:
     """An OpenAI-compatible server on loopback, answering by a rule of its own
     so that a test can tell its answers from any other model's:
     POST /v1/chat/completions, given tools and no tool result yet, calls the
-    first tool with the last user message as its first string argument; given
+    first tool (`parallel` tools) with the last user message as its first
+    string argument (streamed in fragments, after any `preamble`); given
     a tool result, answers with its first sentence; given documents between
     `<documents>` markers (RAG's template), with the first sentence of the
     first one; otherwise "test-server says: " and the first five words of the
@@ -191,6 +192,11 @@ as a context manager; `base` is the api_base."""
         self.received: list[Received] = []
         # Faults answered in order, one per request, before normal answers again.
         self.faults: list[Fault] = []
+        # How many of the offered tools one turn calls (in parallel), and the
+        # text said before calling them (some models do): a stream sends
+        # that text first, then each call in fragments, as OpenAI does.
+        self.parallel = 1
+        self.preamble = ""
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, name="test-provider", daemon=True)
@@ -241,15 +247,19 @@ as a context manager; `base` is the api_base."""
                 return self.first_sentence(found.group(1))
         return self.answer(asked)
 
-    @staticmethod
-    def tool_call(tools: list[dict[str, Any]], messages: list[dict[str, Any]], asked: str) -> dict[str, Any] | None:
+    def tool_calls(self, tools: list[dict[str, Any]], messages: list[dict[str, Any]],
+                   asked: str) -> list[dict[str, Any]]:
+        """Calls of the first `parallel` tools offered, until a tool result is in."""
         if not tools or any(m.get("role") == "tool" for m in messages):
-            return None
-        function = tools[0]["function"]
-        properties = (function.get("parameters") or {}).get("properties") or {}
-        argument = next((k for k, v in properties.items() if v.get("type") == "string"), "question")
-        return {"id": "call_test_1", "type": "function",
-                "function": {"name": function["name"], "arguments": json.dumps({argument: asked})}}
+            return []
+        out = []
+        for i, tool in enumerate(tools[:self.parallel]):
+            function = tool["function"]
+            properties = (function.get("parameters") or {}).get("properties") or {}
+            argument = next((k for k, v in properties.items() if v.get("type") == "string"), "question")
+            out.append({"id": f"call_test_{i + 1}", "type": "function",
+                        "function": {"name": function["name"], "arguments": json.dumps({argument: asked})}})
+        return out
 
     def vector(self, text: str) -> list[float]:
         v = [0.0] * self.dimensions
@@ -308,32 +318,49 @@ as a context manager; `base` is the api_base."""
             def _chat(self, body: dict[str, Any], fault: Fault | None = None) -> None:
                 messages = body["messages"]
                 last = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
-                call = provider.tool_call(body.get("tools") or [], messages, str(last["content"]))
-                text = "" if call else provider.reply(messages, str(last["content"]))
+                calls = provider.tool_calls(body.get("tools") or [], messages, str(last["content"]))
+                text = provider.preamble if calls else provider.reply(messages, str(last["content"]))
                 prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
                 usage = {"prompt_tokens": prompt, "completion_tokens": len(text.split()) or 1,
                          "total_tokens": prompt + (len(text.split()) or 1)}
                 head = {"id": "chatcmpl-test", "created": 1700000000, "model": body["model"]}
                 if not body.get("stream"):
                     message: dict[str, Any] = {"role": "assistant", "content": text or None}
-                    if call:
-                        message["tool_calls"] = [call]
+                    if calls:
+                        message["tool_calls"] = calls
                     self._json({**head, "object": "chat.completion", "usage": usage, "choices": [
-                        {"index": 0, "message": message, "finish_reason": "tool_calls" if call else "stop"}]})
+                        {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}]})
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                words = text.split(" ")
+                words = text.split(" ") if text else []
                 for i, word in enumerate(words):
                     if fault is not None and i == fault.cut_after:
                         self._event({"error": {"message": fault.message, "type": "server_error", "code": fault.code}})
                         return
                     delta = {"index": 0, "delta": {"content": word if i == 0 else f" {word}"},
-                             "finish_reason": "stop" if i == len(words) - 1 else None}
+                             "finish_reason": "stop" if i == len(words) - 1 and not calls else None}
                     self._event({**head, "object": "chat.completion.chunk", "choices": [delta]})
+                for i, call in enumerate(calls):
+                    self._call_fragments(head, i, call)
+                if calls:
+                    self._event({**head, "object": "chat.completion.chunk",
+                                 "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
                 self._event({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
                 self.wfile.write(b"data: [DONE]\n\n")
+
+            def _call_fragments(self, head: dict[str, Any], index: int, call: dict[str, Any]) -> None:
+                """One call as OpenAI streams it: its id and name with empty
+                arguments, then the arguments in pieces of 7 characters."""
+                arguments = call["function"]["arguments"]
+                first = {"index": index, "id": call["id"], "type": "function",
+                         "function": {"name": call["function"]["name"], "arguments": ""}}
+                pieces = [{"index": index, "function": {"arguments": arguments[i:i + 7]}}
+                          for i in range(0, len(arguments), 7)]
+                for fragment in [first, *pieces]:
+                    self._event({**head, "object": "chat.completion.chunk",
+                                 "choices": [{"index": 0, "delta": {"tool_calls": [fragment]}, "finish_reason": None}]})
 
             def _event(self, payload: dict[str, Any]) -> None:
                 self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")

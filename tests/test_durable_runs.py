@@ -184,6 +184,41 @@ async def test_a_run_killed_during_its_second_tool_call_is_resumed_by_another_pr
     assert len(log.read_text().splitlines()) == 5
 
 
+async def test_a_streamed_run_whose_process_died_is_streamed_again_from_its_checkpoints(
+        rig: Rig, tmp_path: Path) -> None:
+    t, log = tenant(), tmp_path / "effects.log"
+    first = await Runner.start(rig, log)
+    second: Runner | None = None
+    request = agent_pb2.AgentRunRequest(run_id="order-43", question=QUESTION)
+    client = agent_bus.AgentServiceClient(rig.bus, t)
+
+    async def first_chunk() -> agent_pb2.AgentRunChunk:
+        async for chunk in client.runs_stream(request, timeout=60):
+            return chunk
+        raise AssertionError("the stream ended without a chunk")
+
+    try:
+        streamed = asyncio.create_task(first_chunk())
+        assert await first.line() == "blocking in charge_card"
+        await first.kill()
+        assert not streamed.done()
+        streamed.cancel()  # the caller gives up on the stream of the dead process
+        second = await Runner.start(rig, log)
+        chunks = [c async for c in client.runs_stream(request, timeout=60)]
+    finally:
+        await first.kill()
+        if second is not None:
+            await second.kill()
+    reply = chunks[-1].reply
+    assert reply.state == agent_pb2.RUN_STATE_SUCCEEDED and reply.attempts == 2
+    # The answer once, in one piece (no search answered: the abstention), then the reply.
+    assert [c.delta for c in chunks[:-1]] == [reply.answer] and [c.index for c in chunks] == [0, 1]
+    assert [line.split()[:2] for line in log.read_text().splitlines()] == [
+        ["start", "reserve_stock"], ["done", "reserve_stock"], ["start", "charge_card"], ["start", "charge_card"],
+        ["done", "charge_card"]]
+    assert await steps(rig.url, t, "order-43") == ["model", "tool", "model", "tool", "model"]
+
+
 @pytest.fixture
 async def service(rig: Rig, tmp_path: Path) -> AsyncIterator[tuple[Bus, Path]]:
     log = tmp_path / "effects.log"

@@ -8,6 +8,8 @@ retrieved."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from runtime.errors import ContractViolation, RemoteError
 from runtime.server import EmbeddedServer
 from runtime.settings import BusSettings
 from runtime.telemetry import Telemetry, setup
+from tests.support import checkout_env
 
 DOCS = Path(__file__).resolve().parents[1] / "aisdk" / "cli" / "demo_docs"
 FAST = {"rag.ingest": Durability("work_queue", 3, 5000, (100, 100), 60_000, 0)}
@@ -228,3 +231,46 @@ async def test_a_turn_is_one_trace_under_the_question(rig: Rig) -> None:
     for name in ("agent.session.create", "agent.memory.retrieve", "agent.llm.call", "agent.tool.execute"):
         found = [s for s in trace if s.name == name]
         assert found and all("agent.task.execute" in ancestors(s) for s in found), name
+
+
+async def test_a_streamed_run_sends_its_answer_as_it_is_written_and_once(rig: Rig) -> None:
+    runs = agent_bus.AgentServiceClient(rig.bus, rig.tenant)
+    run_id = "stream-" + uuid.uuid4().hex[:8]
+    request = agent_pb2.AgentRunRequest(run_id=run_id, question="What is the refund policy?")
+    chunks = [c async for c in runs.runs_stream(request, timeout=60)]
+    reply = chunks[-1].reply
+    assert reply.state == agent_pb2.RUN_STATE_SUCCEEDED and reply.status == rag_pb2.ANSWER_STATUS_ANSWERED
+    assert "30 days" in reply.answer and reply.rounds == 2  # a search, then the answer
+    deltas = [c for c in chunks[:-1] if c.delta]
+    assert len(deltas) > 3, "the answer came in pieces, as the model wrote it"
+    assert {c.round for c in deltas} == {1} and "".join(c.delta for c in deltas) == reply.answer
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    # The same run as agent.runs gives it: the checkpoints are the run's, whichever way it was asked.
+    assert await runs.runs(request, timeout=60) == reply
+
+    # Asked again, the answer on record comes in one piece: nothing is written twice.
+    again = [c async for c in runs.runs_stream(request, timeout=60)]
+    assert [c.delta for c in again[:-1]] == [reply.answer] and again[-1].reply == reply
+
+    # The positive control: a question the documents do not answer streams
+    # the abstention, which is the run's answer, not the model's text.
+    other = agent_pb2.AgentRunRequest(run_id="stream-" + uuid.uuid4().hex[:8],
+                                      question="Who won the football world cup in 1954?")
+    abstained = [c async for c in runs.runs_stream(other, timeout=60)]
+    assert abstained[-1].reply.status == rag_pb2.ANSWER_STATUS_NOT_FOUND
+    assert "".join(c.delta for c in abstained) == abstained[-1].reply.answer == NOT_FOUND
+
+
+async def test_ask_streams_the_agents_answer_on_the_command_line(rig: Rig, nats_server: EmbeddedServer) -> None:
+    def aisdk(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "aisdk.cli", "ask", *args, "--tenant", rig.tenant,
+                               "--nats-url", nats_server.url], env=checkout_env(), capture_output=True, text=True,
+                              timeout=120)
+
+    out = await asyncio.to_thread(aisdk, "What is the refund policy?", "--mode", "agent", "--stream")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("answer   ") and "30 days" in lines[0]
+    assert lines[1].startswith("status   answered") and not any(line.startswith("answer") for line in lines[1:])
+    refused = await asyncio.to_thread(aisdk, "What is the refund policy?", "--stream")
+    assert refused.returncode != 0 and "--stream streams the agent's answer" in refused.stderr

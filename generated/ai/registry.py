@@ -23,6 +23,7 @@ SUBJECTS: Final[tuple[SubjectSpec[Any, Any], ...]] = (
     ai_agent_v1.AGENT_MESSAGE,
     ai_agent_v1.AGENT_RESULTS,
     ai_agent_v1.AGENT_RUNS,
+    ai_agent_v1.AGENT_RUNS_STREAM,
     ai_agent_v1.AGENT_SESSIONS_CREATE,
     ai_agent_v1.AGENT_SESSIONS_DELETE,
     ai_agent_v1.AGENT_SESSIONS_LIST,
@@ -63,6 +64,7 @@ BY_KEY: Final[Mapping[str, SubjectSpec[Any, Any]]] = {s.key: s for s in SUBJECTS
 
 VALIDATORS: Final[Mapping[str, Validator]] = {
     "ai.agent.v1.AgentMessage": ai_agent_v1.validate_agent_message,
+    "ai.agent.v1.AgentRunChunk": ai_agent_v1.validate_agent_run_chunk,
     "ai.agent.v1.AgentRunReply": ai_agent_v1.validate_agent_run_reply,
     "ai.agent.v1.AgentRunRequest": ai_agent_v1.validate_agent_run_request,
     "ai.agent.v1.AgentStatus": ai_agent_v1.validate_agent_status,
@@ -169,7 +171,7 @@ HANDLERS: Final[Mapping[str, type[ServiceHandler]]] = {
 }
 
 SCHEMA_VERSIONS: Final[Mapping[str, str]] = {
-    "ai.agent.v1": "1.2",
+    "ai.agent.v1": "1.3",
     "ai.api.v1": "1.3",
     "ai.envelope.v1": "1.1",
     "ai.gateway.v1": "1.4",

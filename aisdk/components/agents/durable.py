@@ -32,7 +32,7 @@ from opentelemetry.util.types import AttributeValue
 
 from aisdk.components.agents import followup
 from aisdk.components.agents.checkpoints import Claim, Kind, RunStore, Step
-from aisdk.components.agents.loop import AgentLoop, tool_content
+from aisdk.components.agents.loop import AgentLoop, OnDelta, tool_content
 from aisdk.components.agents.rag_tool import RAG_TOOL
 from aisdk.components.agents.registry import ToolRegistry, from_struct
 from aisdk.components.agents.sessions import SessionStore, timestamp
@@ -52,6 +52,15 @@ Code = envelope_pb2.Error
 Role = gateway_pb2.Role
 DEFAULT_AGENT_ID = "assistant"
 HISTORY_PROMPT = "Earlier in this conversation:\n"
+
+
+@dataclass(slots=True)
+class Listener:
+    """A caller of agent.runs.stream: the (round, delta) pieces for it, None
+    once the run has ended, and the text each round has sent it."""
+
+    queue: asyncio.Queue[tuple[int, str] | None] = field(default_factory=asyncio.Queue)
+    said: dict[int, str] = field(default_factory=dict)
 
 
 class ClaimLost(Exception):
@@ -134,6 +143,9 @@ class Runner:
         self.runs = RunStore(pool)
         self.sessions = SessionStore(pool)
         self._background: set[asyncio.Task[agent_pb2.AgentRunReply]] = set()
+        # The callers streaming a run through this process, by (tenant, run
+        # id): whichever claim of the run runs here feeds its model text to them.
+        self._listeners: dict[tuple[str, str], Listener] = {}
         self._sweeper: asyncio.Task[None] | None = None
         # Claims of lapsed runs this process made (a resumption each).
         self.resumed = 0
@@ -190,6 +202,37 @@ class Runner:
         if claim is None:
             return await self.attach(tenant, request.run_id, ctx.time_left())
         return await self._drive(claim)
+
+    async def run_stream(self, request: agent_pb2.AgentRunRequest,
+                         ctx: Context) -> AsyncIterator[agent_pb2.AgentRunChunk]:
+        """The run of `run`, its model text sent as it comes, then its
+        reply. The run does not depend on the caller: one who leaves early
+        leaves it running here, and asks again with the run id."""
+        key = (ctx.tenant_id, request.run_id)
+        if key in self._listeners:
+            raise HandlerError(Code.CODE_FAILED_PRECONDITION, f"run {request.run_id!r} is already streamed to a "
+                               "caller: ask agent.runs for its answer")
+        listener = self._listeners[key] = Listener()
+        task = asyncio.create_task(self.run(request, ctx), name=f"run {request.run_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: listener.queue.put_nowait(None))
+        index = 0
+        try:
+            while (item := await listener.queue.get()) is not None:
+                yield agent_pb2.AgentRunChunk(run_id=request.run_id, index=index, round=item[0], delta=item[1])
+                index += 1
+            reply = task.result()
+        finally:
+            del self._listeners[key]
+        final = max(reply.rounds, 1) - 1
+        said = listener.said.get(final)
+        if reply.state == agent_pb2.RUN_STATE_SUCCEEDED and said is None and reply.answer:
+            # Nothing of the answer came through here (it was on record
+            # already, or it is the abstention): it is sent in one piece.
+            yield agent_pb2.AgentRunChunk(run_id=request.run_id, index=index, round=final, delta=reply.answer)
+            index += 1
+        yield agent_pb2.AgentRunChunk(run_id=request.run_id, index=index, round=final, reply=reply)
 
     async def attach(self, tenant: str, run_id: str, within_s: float | None = None) -> agent_pb2.AgentRunReply:
         """Wait for the run's end or pause (at most within_s, the caller's
@@ -355,11 +398,28 @@ class Runner:
                 continue
             last = replay.rounds >= s.max_rounds - 1
             try:
-                reply = await loop.ask(replay.messages, [] if last else loop.tools, f"{claim.run_id}-{replay.rounds}")
+                reply = await loop.ask(replay.messages, [] if last else loop.tools, f"{claim.run_id}-{replay.rounds}",
+                                       self._streaming(claim, replay))
             except PlatformError as e:
                 return await self._fail(claim, replay, f"the model call failed: {e}")
             await checkpoint("model", reply.SerializeToString())
         return await self._finish(claim, replay, question, started)
+
+    def _streaming(self, claim: Claim, replay: Replay) -> OnDelta | None:
+        """Where the next model reply's text goes as it comes: to the caller
+        streaming this run through this process, if there is one and the
+        model's text can be the answer (a search has answered; otherwise
+        the answer is the abstention, whatever the model writes)."""
+        listener = self._listeners.get((claim.tenant, claim.run_id))
+        if listener is None or summary(claim.run_id, replay).status != rag_pb2.ANSWER_STATUS_ANSWERED:
+            return None
+        round_ = replay.rounds
+
+        async def on_delta(delta: str) -> None:
+            listener.said[round_] = listener.said.get(round_, "") + delta
+            listener.queue.put_nowait((round_, delta))
+
+        return on_delta
 
     async def _pause(self, claim: Claim, replay: Replay, call: gateway_pb2.ToolCall) -> agent_pb2.AgentRunReply:
         out = summary(claim.run_id, replay)

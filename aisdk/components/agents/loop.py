@@ -1,5 +1,5 @@
-"""The agent loop: the model (through gateway.requests, with function
-calling) chooses tools, the agent runs them over NATS (agent.tools), feeds
+"""The agent loop: the model (through gateway.requests, or gateway.stream
+when its text is wanted as it comes, with function calling) chooses tools, the agent runs them over NATS (agent.tools), feeds
 the results back and asks again, until the model answers or the rounds run
 out; the last round offers no tools, so it must answer."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,8 @@ from runtime.telemetry import Telemetry
 from runtime.telemetry.names import ATTR, SPAN
 
 Role = gateway_pb2.Role
+# Called with each piece of a streamed model reply's text, in order.
+OnDelta = Callable[[str], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -134,21 +136,42 @@ class AgentLoop:
         return out  # unreachable: the last round offers no tools
 
     async def ask(self, messages: list[gateway_pb2.ChatMessage], tools: list[gateway_pb2.ToolDefinition],
-                   request_id: str) -> gateway_pb2.LlmResponse:
+                  request_id: str, on_delta: OnDelta | None = None) -> gateway_pb2.LlmResponse:
+        """The model's reply to the conversation; with on_delta, asked on
+        gateway.stream and its text handed to on_delta as it comes."""
         attrs: dict[str, AttributeValue] = {ATTR.TENANT_ID: self.tenant_id, "agent.id": self.agent_id,
                                             "llm.model": self.model, "agent.tools.offered": len(tools),
                                             GA.GEN_AI_AGENT_ID: self.agent_id,
                                             **genai.request(genai.CHAT, self.model, {"temperature": 0.0})}
         with self._tel.span(SPAN.AGENT_LLM_CALL, attrs) as span:
-            reply = await self._gateway.requests(gateway_pb2.LlmRequest(
-                request_id=request_id, model=self.model, messages=messages, tools=tools,
-                parameters=gateway_pb2.LlmParameters(temperature=0.0)))
+            request = gateway_pb2.LlmRequest(request_id=request_id, model=self.model, messages=messages, tools=tools,
+                                             parameters=gateway_pb2.LlmParameters(temperature=0.0))
+            if on_delta is None:
+                reply = await self._gateway.requests(request)
+            else:
+                reply = await self._streamed(request, on_delta)
             span.set_attribute("agent.tool_calls", len(reply.tool_calls))
             genai.response(span, provider=reply.provider, model=reply.model, input_tokens=reply.tokens.prompt,
                            output_tokens=reply.tokens.completion,
                            finish_reason=gateway_pb2.FinishReason.Name(reply.finish_reason)
                            .removeprefix("FINISH_REASON_").lower())
         return reply
+
+    async def _streamed(self, request: gateway_pb2.LlmRequest, on_delta: OnDelta) -> gateway_pb2.LlmResponse:
+        """The stream as the reply gateway.requests would give: its text
+        joined, the calls, usage and cost of its last chunk."""
+        text: list[str] = []
+        last = gateway_pb2.LlmChunk()
+        async for chunk in self._gateway.stream(request):
+            if chunk.delta:
+                text.append(chunk.delta)
+                await on_delta(chunk.delta)
+            last = chunk
+        return gateway_pb2.LlmResponse(
+            request_id=request.request_id, response="".join(text), tokens=last.tokens, cost=last.cost,
+            model=last.model, finish_reason=last.finish_reason, cached=last.cached, duration=last.duration,
+            provider=last.provider, tool_calls=last.tool_calls, requested_model=last.requested_model,
+            fallback=last.fallback)
 
     async def call_tool(self, call: gateway_pb2.ToolCall, run_id: str) -> agent_pb2.ToolExecutionResult:
         # The model's call id is unique within one conversation only: the run

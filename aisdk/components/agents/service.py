@@ -8,6 +8,7 @@ one, and a run whose process died is resumed by another."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from ai.agent.v1 import agent_bus, agent_pb2
@@ -95,6 +96,9 @@ class AgentsService(agent_bus.AgentServiceHandler):
 
     async def runs(self, request: agent_pb2.AgentRunRequest, ctx: Context) -> agent_pb2.AgentRunReply:
         return await self._runs().run(request, ctx)
+
+    def runs_stream(self, request: agent_pb2.AgentRunRequest, ctx: Context) -> AsyncIterator[agent_pb2.AgentRunChunk]:
+        return self._runs().run_stream(request, ctx)
 
     async def approvals(self, request: agent_pb2.ApprovalDecision, ctx: Context) -> agent_pb2.AgentRunReply:
         return await self._runs().decide(request, ctx)

@@ -237,13 +237,21 @@ def _read_request(model: str, messages: list[dict[str, Any]],
     return count_messages(model, messages), choose_tool(messages, tools)
 
 
+def _tool_call(messages: list[dict[str, Any]], tool: str, argument: str) -> Any:
+    """The call of `tool` with the question as its argument. Its id is
+    derived from the conversation, so a repeated call is the same call."""
+    from litellm.types.utils import ChatCompletionMessageToolCall, Function
+
+    arguments = json.dumps({argument: split_question(messages)[0]})
+    call_id = "call_" + hashlib.sha256(json.dumps([messages, tool], default=str).encode()).hexdigest()[:24]
+    return ChatCompletionMessageToolCall(id=call_id, type="function", function=Function(name=tool, arguments=arguments))
+
+
 def provider() -> Any:
     """The litellm CustomLLM serving provider `local` (built on first use,
     since its base class lives in litellm)."""
     from litellm.llms.custom_llm import CustomLLM
-    from litellm.types.utils import (
-        ChatCompletionMessageToolCall, EmbeddingResponse, Function, GenericStreamingChunk, ModelResponse, Usage,
-    )
+    from litellm.types.utils import EmbeddingResponse, GenericStreamingChunk, ModelResponse, Usage
 
     class LocalProvider(CustomLLM):
         def _answer(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> tuple[str, str]:
@@ -260,14 +268,10 @@ def provider() -> Any:
             prompt_tokens, chosen = await offload.in_thread(_read_request, name, messages,
                                                             optional_params.get("tools") or ())
             if chosen is not None:
-                tool, argument = chosen
-                arguments = json.dumps({argument: split_question(messages)[0]})
-                # The id is derived from the conversation, so a repeated call is the same call.
-                call_id = "call_" + hashlib.sha256(json.dumps([messages, tool], default=str).encode()).hexdigest()[:24]
+                call = _tool_call(messages, *chosen)
                 model_response.choices[0].message.content = None
-                model_response.choices[0].message.tool_calls = [ChatCompletionMessageToolCall(
-                    id=call_id, type="function", function=Function(name=tool, arguments=arguments))]
-                text, finish = arguments, "tool_calls"
+                model_response.choices[0].message.tool_calls = [call]
+                text, finish = call.function.arguments, "tool_calls"
             else:
                 text, finish = await offload.in_thread(self._answer, model, messages, optional_params)
                 model_response.choices[0].message.content = text
@@ -285,6 +289,17 @@ def provider() -> Any:
             model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
             optional_params: dict[str, Any], *args: Any, **kwargs: Any,
         ) -> AsyncIterator[GenericStreamingChunk]:
+            chosen = await offload.in_thread(choose_tool, messages, optional_params.get("tools") or ())
+            if chosen is not None:
+                # One chunk with the whole call: litellm's stream of a custom
+                # provider takes a call per chunk (GenericStreamingChunk.tool_use).
+                call = _tool_call(messages, *chosen)
+                yield GenericStreamingChunk(
+                    text="", is_finished=True, finish_reason="tool_calls", usage=None, index=0,
+                    tool_use={"id": call.id, "type": "function", "index": 0,
+                              "function": {"name": call.function.name, "arguments": call.function.arguments}},
+                )
+                return
             text, finish = await offload.in_thread(self._answer, model, messages, optional_params)
             words = text.split(" ")
             for i, word in enumerate(words):

@@ -265,7 +265,9 @@ class Providers:
         are read here, inside the chain, so a provider that fails before
         any text went out falls back like a failed request. After it, text
         has gone out, and a failure is the caller's to end the stream with
-        (stream_failed)."""
+        (stream_failed). A stream that only calls tools has no text: it is
+        read whole here, and falls back like a request (its calls go out on
+        the last chunk, after the chain)."""
         timeout = _timeout(time_left)
 
         async def call(d: Deployment) -> tuple[Deployment, AsyncIterator[Any]]:
@@ -299,6 +301,8 @@ class Providers:
             finish_reason=(choice.finish_reason or "stop") if choice else "stop",
             usage=_usage(full), cost=_cost(full, d.provider, "acompletion") if full is not None else 0.0,
             model=d.model, provider=d.provider, deployment=d.id,
+            # litellm joins each call's fragments (by their index) into whole calls.
+            tool_calls=list(getattr(choice.message, "tool_calls", None) or []) if choice else [],
         )
 
     async def embed(self, model: str, texts: list[str], time_left: float | None) -> Embeddings:

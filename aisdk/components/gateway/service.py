@@ -435,10 +435,6 @@ class Gateway(gateway_bus.GatewayServiceHandler):
     async def _stream(self, request: gateway_pb2.LlmRequest, ctx: Context, span: Span,
                       op: Operation) -> AsyncIterator[gateway_pb2.LlmChunk]:
         tenant, requested, rid = ctx.tenant_id, request.model, request.request_id
-        if request.tools:
-            # A chunk has no place for tool calls; function calling is a request.
-            raise HandlerError(Code.CODE_INVALID_ARGUMENT, "tools are not supported on gateway.stream: "
-                               "send the request on gateway.requests")
         primary = self.providers.primary(requested)
         model = primary.model
         messages, params = convert.messages(request), convert.parameters(request)
@@ -448,7 +444,8 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         hit = await self._cached(tenant, key, span, policy)
         if hit is not None:
             cached = gateway_pb2.LlmResponse.FromString(hit)
-            words = cached.response.split(" ")
+            # A cached function call may have no text at all: no empty delta for it.
+            words = cached.response.split(" ") if cached.response else []
             for i, word in enumerate(words):
                 yield gateway_pb2.LlmChunk(request_id=rid, index=i, delta=word if i == 0 else f" {word}")
             op.status = OpStatus.OPERATION_STATUS_CACHED
@@ -458,6 +455,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 request_id=rid, index=len(words), tokens=cached.tokens, finish_reason=cached.finish_reason,
                 cost=0.0, model=cached.model, provider=cached.provider, cached=True,
                 duration=convert.duration(time.perf_counter() - t0), requested_model=requested, fallback=False,
+                tool_calls=cached.tool_calls,
             )
             return
         estimate = await self._before_call(tenant, requested, model, messages, params, span, op)
@@ -474,18 +472,23 @@ class Gateway(gateway_bus.GatewayServiceHandler):
         await self._settle(tenant, model, estimate, c.usage.total)
         op.prompt_tokens, op.completion_tokens, op.cost = c.usage.prompt, c.usage.completion, c.cost
         op.model = c.model
-        self._check(c.text, convert.wants_json(request), span)
+        # The calls as the provider's fragments add up, whole: sent once, on the last chunk.
+        calls = convert.tool_calls(c.tool_calls)
+        if not calls:
+            self._check(c.text, convert.wants_json(request), span)
         usage = convert.tokens(c.usage.prompt, c.usage.completion)
         elapsed = convert.duration(time.perf_counter() - t0)
-        finish = convert.finish_reason(c.finish_reason)
+        # A call is what the model chose, whatever finish reason its provider gave.
+        finish = gateway_pb2.FINISH_REASON_TOOL_CALLS if calls else convert.finish_reason(c.finish_reason)
         fallback = self._served(span, primary, deployment.id, c.model)
         yield gateway_pb2.LlmChunk(
             request_id=rid, index=index, tokens=usage, finish_reason=finish, cost=c.cost, model=c.model,
             provider=c.provider, cached=False, duration=elapsed, requested_model=requested, fallback=fallback,
+            tool_calls=calls,
         )
         await self._remember(tenant, c.model, messages, params, gateway_pb2.LlmResponse(
             request_id=rid, response=c.text, tokens=usage, cost=c.cost, model=c.model, finish_reason=finish,
-            duration=elapsed, provider=c.provider, requested_model=requested, fallback=fallback,
+            duration=elapsed, provider=c.provider, requested_model=requested, fallback=fallback, tool_calls=calls,
         ), policy)
 
     async def _deltas(self, deployment: Deployment, chunks: AsyncIterator[Any],

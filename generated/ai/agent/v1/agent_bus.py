@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import ClassVar, Final, Unpack
 
 from ai.agent.v1 import agent_pb2
@@ -26,7 +27,7 @@ from runtime.contract import (
 )
 from runtime.errors import Unimplemented
 
-SCHEMA_VERSION: Final = "1.2"
+SCHEMA_VERSION: Final = "1.3"
 
 _ENUM0: Final = frozenset({0, 1, 2, 3})
 _RE1: Final = re.compile("^[a-z][a-z0-9_.-]*$")
@@ -485,6 +486,19 @@ def validate_agent_run_reply(m: agent_pb2.AgentRunReply, prefix: str = '') -> li
     return out
 
 
+def validate_agent_run_chunk(m: agent_pb2.AgentRunChunk, prefix: str = '') -> list[Violation]:
+    """Check ai.agent.v1.AgentRunChunk against its contract rules; an empty list means valid."""
+    out: list[Violation] = []
+    v = m.run_id
+    if not v:
+        out.append(Violation(prefix + "run_id", "required", "must be set"))
+    elif len(v) > 128:
+        out.append(Violation(prefix + "run_id", "max_len", f"length {len(v)} exceeds 128"))
+    if m.HasField("reply"):
+        out.extend(validate_agent_run_reply(m.reply, prefix + "reply."))
+    return out
+
+
 def validate_approval_decision(m: agent_pb2.ApprovalDecision, prefix: str = '') -> list[Violation]:
     """Check ai.agent.v1.ApprovalDecision against its contract rules; an empty list means valid."""
     out: list[Violation] = []
@@ -842,6 +856,32 @@ def agent_runs_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     return AGENT_RUNS.subject(tenant_id, prefix)
 
 
+AGENT_RUNS_STREAM: Final[SubjectSpec[agent_pb2.AgentRunRequest, agent_pb2.AgentRunChunk]] = SubjectSpec(
+    component="agent",
+    operation="runs.stream",
+    service="ai.agent.v1.AgentService",
+    rpc="RunsStream",
+    pattern=Pattern.STREAM,
+    queue_group="agent.runners",
+    request_type=agent_pb2.AgentRunRequest,
+    reply_type=agent_pb2.AgentRunChunk,
+    timeout_ms=60000,
+    durability=None,
+    reply_event="",
+    schema_version=SCHEMA_VERSION,
+    source="ai/agent/v1/agent.proto",
+    validate_request=validate_agent_run_request,
+    validate_reply=validate_agent_run_chunk,
+)
+"""ai.agent.runs.stream.{tenant_id}: streamed reply, balanced across queue group 'agent.runners'."""
+AGENT_RUNS_STREAM_SUBJECT: Final = "ai.agent.runs.stream.{tenant_id}"
+
+
+def agent_runs_stream_subject(tenant_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The concrete subject of AGENT_RUNS_STREAM; rejects an unsafe tenant id."""
+    return AGENT_RUNS_STREAM.subject(tenant_id, prefix)
+
+
 AGENT_APPROVALS: Final[SubjectSpec[agent_pb2.ApprovalDecision, agent_pb2.AgentRunReply]] = SubjectSpec(
     component="agent",
     operation="approvals",
@@ -933,6 +973,10 @@ class AgentServiceClient:
         """Request on AGENT_RUNS_SUBJECT and wait for the typed reply."""
         return await self._transport.request(AGENT_RUNS, payload, self._tenant_id, options)
 
+    def runs_stream(self, payload: agent_pb2.AgentRunRequest, **options: Unpack[CallOptions]) -> AsyncIterator[agent_pb2.AgentRunChunk]:
+        """Request on AGENT_RUNS_STREAM_SUBJECT and iterate over the streamed chunks."""
+        return self._transport.stream(AGENT_RUNS_STREAM, payload, self._tenant_id, options)
+
     async def approvals(self, payload: agent_pb2.ApprovalDecision, **options: Unpack[CallOptions]) -> agent_pb2.AgentRunReply:
         """Request on AGENT_APPROVALS_SUBJECT and wait for the typed reply."""
         return await self._transport.request(AGENT_APPROVALS, payload, self._tenant_id, options)
@@ -959,6 +1003,7 @@ class AgentServiceHandler(ServiceHandler):
         (AGENT_SESSIONS_SHOW, "sessions_show"),
         (AGENT_SESSIONS_DELETE, "sessions_delete"),
         (AGENT_RUNS, "runs"),
+        (AGENT_RUNS_STREAM, "runs_stream"),
         (AGENT_APPROVALS, "approvals"),
     )
 
@@ -1000,6 +1045,9 @@ class AgentServiceHandler(ServiceHandler):
 
     async def runs(self, request: agent_pb2.AgentRunRequest, ctx: Context) -> agent_pb2.AgentRunReply:
         raise Unimplemented(AGENT_RUNS)
+
+    def runs_stream(self, request: agent_pb2.AgentRunRequest, ctx: Context) -> AsyncIterator[agent_pb2.AgentRunChunk]:
+        raise Unimplemented(AGENT_RUNS_STREAM)
 
     async def approvals(self, request: agent_pb2.ApprovalDecision, ctx: Context) -> agent_pb2.AgentRunReply:
         raise Unimplemented(AGENT_APPROVALS)

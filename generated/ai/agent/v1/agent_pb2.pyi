@@ -418,6 +418,20 @@ class AgentRunReply(_message.Message):
     attempts: int
     def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., answer: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_rag_pb2.Source, _Mapping]]] = ..., status: _Optional[_Union[_rag_pb2.AnswerStatus, str]] = ..., tokens: _Optional[int] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., rounds: _Optional[int] = ..., session_id: _Optional[str] = ..., turn: _Optional[int] = ..., pending: _Optional[_Union[PendingApproval, _Mapping]] = ..., error: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
+class AgentRunChunk(_message.Message):
+    __slots__ = ("run_id", "index", "delta", "round", "reply")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    index: int
+    delta: str
+    round: int
+    reply: AgentRunReply
+    def __init__(self, run_id: _Optional[str] = ..., index: _Optional[int] = ..., delta: _Optional[str] = ..., round: _Optional[int] = ..., reply: _Optional[_Union[AgentRunReply, _Mapping]] = ...) -> None: ...
+
 class ApprovalDecision(_message.Message):
     __slots__ = ("run_id", "approve", "reason", "approver")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]

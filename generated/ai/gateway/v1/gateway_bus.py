@@ -212,6 +212,10 @@ def validate_llm_chunk(m: gateway_pb2.LlmChunk, prefix: str = '') -> list[Violat
     if v:
         if len(v) > 128:
             out.append(Violation(prefix + "requested_model", "max_len", f"length {len(v)} exceeds 128"))
+    if len(m.tool_calls) > 128:
+        out.append(Violation(prefix + "tool_calls", "max_items", f"has {len(m.tool_calls)} items, more than 128"))
+    for i, item in enumerate(m.tool_calls):
+        out.extend(validate_tool_call(item, f"{prefix}tool_calls[{i}]."))
     return out
 
 

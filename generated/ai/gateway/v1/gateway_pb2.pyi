@@ -195,7 +195,7 @@ class LlmResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., response: _Optional[str] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., cached: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., provider: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., requested_model: _Optional[str] = ..., fallback: _Optional[bool] = ...) -> None: ...
 
 class LlmChunk(_message.Message):
-    __slots__ = ("request_id", "index", "delta", "tokens", "finish_reason", "cost", "model", "provider", "cached", "duration", "requested_model", "fallback")
+    __slots__ = ("request_id", "index", "delta", "tokens", "finish_reason", "cost", "model", "provider", "cached", "duration", "requested_model", "fallback", "tool_calls")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +208,7 @@ class LlmChunk(_message.Message):
     DURATION_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     index: int
     delta: str
@@ -220,7 +221,8 @@ class LlmChunk(_message.Message):
     duration: _duration_pb2.Duration
     requested_model: str
     fallback: bool
-    def __init__(self, request_id: _Optional[str] = ..., index: _Optional[int] = ..., delta: _Optional[str] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., cached: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., requested_model: _Optional[str] = ..., fallback: _Optional[bool] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    def __init__(self, request_id: _Optional[str] = ..., index: _Optional[int] = ..., delta: _Optional[str] = ..., tokens: _Optional[_Union[TokenUsage, _Mapping]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., cost: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., cached: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., requested_model: _Optional[str] = ..., fallback: _Optional[bool] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
 
 class EmbeddingRequest(_message.Message):
     __slots__ = ("request_id", "model", "texts", "text_ids", "cache")

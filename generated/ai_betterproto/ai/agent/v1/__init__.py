@@ -10,6 +10,7 @@ from datetime import (
 )
 from typing import (
     TYPE_CHECKING,
+    AsyncIterator,
     Dict,
     List,
     Optional,
@@ -392,6 +393,29 @@ class AgentRunReply(betterproto.Message):
 
 
 @dataclass(eq=False, repr=False)
+class AgentRunChunk(betterproto.Message):
+    """
+    runs.stream: one piece of a run's answer as the model writes it. Deltas
+     come in order (index from 0) and are each sent once; the last chunk has
+     no delta and carries the run's reply, whose answer is the authority (it
+     equals the deltas of the round they name in `round` when the model's
+     text is the answer).
+    """
+
+    run_id: str = betterproto.string_field(1)
+    index: int = betterproto.uint32_field(2)
+    delta: str = betterproto.string_field(3)
+    round: int = betterproto.uint32_field(4)
+    """
+    The model round (from 0) the delta belongs to: a model may write some
+     text before it calls a tool, and that text is not the answer.
+    """
+
+    reply: "AgentRunReply" = betterproto.message_field(5)
+    """Set on the last chunk only."""
+
+
+@dataclass(eq=False, repr=False)
 class ApprovalDecision(betterproto.Message):
     """
     approvals: a person's decision on a run's pending tool call. Approved,
@@ -626,6 +650,24 @@ class AgentServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def runs_stream(
+        self,
+        agent_run_request: "AgentRunRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[AgentRunChunk]:
+        async for response in self._unary_stream(
+            "/ai.agent.v1.AgentService/RunsStream",
+            agent_run_request,
+            AgentRunChunk,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
     async def approvals(
         self,
         approval_decision: "ApprovalDecision",
@@ -702,6 +744,12 @@ class AgentServiceBase(ServiceBase):
 
     async def runs(self, agent_run_request: "AgentRunRequest") -> "AgentRunReply":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def runs_stream(
+        self, agent_run_request: "AgentRunRequest"
+    ) -> AsyncIterator[AgentRunChunk]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield AgentRunChunk()
 
     async def approvals(self, approval_decision: "ApprovalDecision") -> "AgentRunReply":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -803,6 +851,16 @@ class AgentServiceBase(ServiceBase):
         response = await self.runs(request)
         await stream.send_message(response)
 
+    async def __rpc_runs_stream(
+        self, stream: "grpclib.server.Stream[AgentRunRequest, AgentRunChunk]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.runs_stream,
+            stream,
+            request,
+        )
+
     async def __rpc_approvals(
         self, stream: "grpclib.server.Stream[ApprovalDecision, AgentRunReply]"
     ) -> None:
@@ -889,6 +947,12 @@ class AgentServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 AgentRunRequest,
                 AgentRunReply,
+            ),
+            "/ai.agent.v1.AgentService/RunsStream": grpclib.const.Handler(
+                self.__rpc_runs_stream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                AgentRunRequest,
+                AgentRunChunk,
             ),
             "/ai.agent.v1.AgentService/Approvals": grpclib.const.Handler(
                 self.__rpc_approvals,

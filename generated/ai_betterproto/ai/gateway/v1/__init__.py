@@ -218,6 +218,8 @@ class LlmResponse(betterproto.Message):
 class LlmChunk(betterproto.Message):
     """
     One piece of a streamed completion; the stream ends with a StreamEnd.
+     A request with tools streams too: text as deltas, tool calls on the last
+     chunk.
     """
 
     request_id: str = betterproto.string_field(1)
@@ -240,6 +242,13 @@ class LlmChunk(betterproto.Message):
     """Set on the last chunk only, as on LlmResponse."""
 
     fallback: bool = betterproto.bool_field(12)
+    tool_calls: List["ToolCall"] = betterproto.message_field(13)
+    """
+    The functions the model chose to call, each complete (assembled from
+     the provider's fragments) and sent once: on the last chunk, whose
+     finish_reason is then FINISH_REASON_TOOL_CALLS. Text deltas, if the
+     model wrote any, come before it.
+    """
 
 
 @dataclass(eq=False, repr=False)
