@@ -208,7 +208,7 @@ async def test_a_rewritten_follow_up_is_retrieved_where_the_bare_one_is_not(rig:
     assert bare < rewritten  # the positive control: a bare follow-up does miss
 
 
-async def test_a_turn_is_one_trace_under_the_question(rig: Rig) -> None:
+async def test_a_turn_is_one_trace_under_the_question(rig: Rig, tmp_path: Path) -> None:
     session = "traced-" + uuid.uuid4().hex[:8]
     got = await ask(rig, "What is the refund policy?", session)
     assert rig.tel.span_exporter is not None
@@ -231,6 +231,26 @@ async def test_a_turn_is_one_trace_under_the_question(rig: Rig) -> None:
     for name in ("agent.session.create", "agent.memory.retrieve", "agent.llm.call", "agent.tool.execute"):
         found = [s for s in trace if s.name == name]
         assert found and all("agent.task.execute" in ancestors(s) for s in found), name
+
+    # `aisdk trace` shows the turn as one waterfall: one trace, the agent's
+    # spans indented under agent.task.execute.
+    from runtime.telemetry.view import dump_spans
+
+    dumped = dump_spans(trace, tmp_path / "turn.json")
+    tid = format(execute.context.trace_id, "032x")
+    shown = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "aisdk.cli", "trace", str(dumped), "--trace", tid[:12], "--width", "140",
+                         "--color", "never"], env=checkout_env(), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert sum(tid in line for line in lines) == 1, shown.stdout
+
+    def indent(name: str) -> int:
+        [line] = [x for x in lines if x.lstrip(" │├└─").startswith(name)][:1]
+        return len(line) - len(line.lstrip(" │├└─"))
+
+    for name in ("agent.session.create", "agent.memory.retrieve", "agent.llm.call", "agent.tool.execute"):
+        assert indent(name) > indent("agent.task.execute"), shown.stdout
 
 
 async def test_a_streamed_run_sends_its_answer_as_it_is_written_and_once(rig: Rig) -> None:
