@@ -37,8 +37,10 @@ release: install
 	$(if $(VERSION),,$(error usage: make release VERSION=vMAJOR.MINOR.PATCH))
 	$(BIN)/aisdk release $(VERSION)
 
+# Two workers (pytest-xdist), each a test session with servers of its own:
+# about 5 minutes instead of 9 on two cores (docs/testing.md).
 test: typecheck check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 	cd examples/triage && ../../$(BIN)/python -m pytest
 
 # The benchmark beside raw nats-py and FastStream (docs/performance.md); it

