@@ -42,7 +42,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if quality is not None and not args.json:
         from aisdk.cli.evaluation import report as eval_report
 
-        print("\n## Answers (aisdk eval)\n\n```\n" + "\n\n".join(eval_report.table(x) for x in quality["sets"]) + "\n```")
+        print("\n### Answers (aisdk eval)\n\n```text\n" + "\n\n".join(eval_report.table(x) for x in quality["sets"]) + "\n```")
     if args.plot:
         from aisdk.bench import plot
 
