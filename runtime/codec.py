@@ -104,9 +104,15 @@ def open_envelope(subject: str, data: bytes) -> Envelope:
         env = Envelope.FromString(data)
     except _ProtoDecodeError as e:
         raise DecodeError(subject, f"not an ai.envelope.v1.Envelope ({e})") from None
+    check_has_type(subject, env)
+    return env
+
+
+def check_has_type(subject: str, env: Envelope) -> None:
+    """Any bytes, even none, parse as some Envelope: one without a payload
+    type is not an envelope at all."""
     if not env.type:
         raise DecodeError(subject, "envelope has no payload type")
-    return env
 
 
 def check_tenant_matches(subject: str, env: Envelope) -> None:

@@ -119,17 +119,15 @@ class Endpoint:
             env = _parse_envelope(data)
         except _ProtoDecodeError:
             env = codec.open_envelope(subject, data)  # raises the DecodeError
-        # The checks' common outcome inline (one comparison each); the codec's
-        # functions give the errors.
+        # The checks in codec.open_envelope's order, their common outcome
+        # inline (one comparison each); the codec's functions give the errors.
+        if not env.type:
+            codec.check_has_type(subject, env)
         if subject.rpartition(".")[2] != env.tenant_id:
-            if not env.type:
-                # Not an envelope at all (an empty one parses): INVALID_ARGUMENT, as before the tenant.
-                codec.open_envelope(subject, data)
             codec.check_tenant_matches(subject, env)
         if env.schema_version != self._version:
             codec.check_version(subject, env, self._version)
         if env.type != self._type:
-            codec.open_envelope(subject, data)  # an envelope without a type is refused as such
             codec.open_payload(subject, env, self._cls, self._type)
         try:
             payload = self._parse(env.data)
