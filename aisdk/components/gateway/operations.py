@@ -48,6 +48,12 @@ class Operation:
     # caller dropped part-way): the budget keeps the whole hold as spent.
     cost_unknown: bool = False
 
+    def answered_from_cache(self, reply: gateway_pb2.LlmResponse) -> None:
+        """A cache hit: the cached answer's tokens and model, no cost."""
+        self.status = Status.OPERATION_STATUS_CACHED
+        self.prompt_tokens, self.completion_tokens = reply.tokens.prompt, reply.tokens.completion
+        self.model = reply.model or self.model
+
     def to_proto(self) -> llmops_pb2.LlmOperation:
         op = llmops_pb2.LlmOperation(
             operation_id=self.operation_id, operation_type=self.type, model=self.model[:128],

@@ -362,9 +362,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             # whoever asked: no fallback served this request.
             reply.requested_model, reply.fallback = requested, False
             reply.duration.CopyFrom(convert.duration(time.perf_counter() - t0))
-            op.status = OpStatus.OPERATION_STATUS_CACHED
-            op.prompt_tokens, op.completion_tokens = reply.tokens.prompt, reply.tokens.completion
-            op.model = reply.model or op.model
+            op.answered_from_cache(reply)
             return reply
         estimate = await self._before_call(tenant, requested, model, messages, params, span, op)
         with self._span("gateway.provider.call", span, **genai.request(genai.CHAT, requested, params)) as call:
@@ -448,9 +446,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
             words = cached.response.split(" ") if cached.response else []
             for i, word in enumerate(words):
                 yield gateway_pb2.LlmChunk(request_id=rid, index=i, delta=word if i == 0 else f" {word}")
-            op.status = OpStatus.OPERATION_STATUS_CACHED
-            op.prompt_tokens, op.completion_tokens = cached.tokens.prompt, cached.tokens.completion
-            op.model = cached.model or op.model
+            op.answered_from_cache(cached)
             yield gateway_pb2.LlmChunk(
                 request_id=rid, index=len(words), tokens=cached.tokens, finish_reason=cached.finish_reason,
                 cost=0.0, model=cached.model, provider=cached.provider, cached=True,
