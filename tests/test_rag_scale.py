@@ -4,6 +4,7 @@ found by full-text search survives the similarity cut."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -108,3 +109,83 @@ async def test_an_exact_term_survives_the_similarity_cut(store: ChunkStore) -> N
     assert "faq#3" in [c.chunk_id for c in chosen]
     assert "faq#3" not in [c.chunk_id for c in fusion.select([replace(c, exact=False) for c in fused],
                                                              5, 0.0, 0.5)]
+
+
+# Every chunk holding any term of the question ranked, as the store did
+# before rag.textrank's bounds: the reference the bounded ranking must equal.
+_EVERY_CHUNK_RANKED = """
+WITH terms AS (
+    SELECT DISTINCT w, to_tsquery('simple', quote_literal(w)) AS query
+    FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS w
+), weighted AS MATERIALIZED (
+    SELECT t.query, ln(((SELECT count(*) FROM rag_chunks WHERE tenant_id = %(t)s) + 1.0)
+                       / ((SELECT count(*) FROM rag_chunks c WHERE c.tenant_id = %(t)s AND c.search @@ t.query) + 0.5))
+                    AS idf
+    FROM terms t
+)
+SELECT c.chunk_id FROM rag_chunks c
+WHERE c.tenant_id = %(t)s
+  AND c.search @@ (SELECT to_tsquery('simple', string_agg(quote_literal(w), ' | ')) FROM terms)
+ORDER BY (SELECT sum(w.idf * ts_rank(c.search, w.query, 1)) FROM weighted w) DESC, c.chunk_id
+LIMIT %(n)s
+"""
+
+
+async def _statistics(store: ChunkStore, tenant: str) -> tuple[dict[str, tuple[int, float]], int]:
+    async with store._pool.connection() as conn:
+        terms = await (await conn.execute("SELECT term, chunks, max_rank FROM rag_terms WHERE tenant_id = %s",
+                                          (tenant,))).fetchall()
+        total = await (await conn.execute("SELECT chunks FROM rag_tenants WHERE tenant_id = %s",
+                                          (tenant,))).fetchone()
+    return {str(t): (int(n), float(r)) for t, n, r in terms}, int(total[0]) if total else 0
+
+
+def _zipf_documents(count: int, seed: int) -> tuple[list[list[str]], list[str]]:
+    from aisdk.bench import retrieval
+
+    texts, questions = retrieval.corpus(count * 4, seed=seed)
+    return [texts[i:i + 4] for i in range(0, len(texts), 4)], questions
+
+
+async def _write(store: ChunkStore, tenant: str, name: str, texts: list[str], rng: np.random.Generator) -> None:
+    vectors = _unit(rng.normal(size=(len(texts), DIMENSIONS)))
+    await store.replace(tenant, DocumentRow(name, f"h-{hash(tuple(texts))}", "text/plain", "", {}, "x"),
+                        [ChunkRow(i, f"{name}#{i}", "", text, 30, vectors[i]) for i, text in enumerate(texts)])
+
+
+async def test_the_bounded_full_text_ranking_equals_ranking_every_chunk(store: ChunkStore) -> None:
+    documents, questions = _zipf_documents(150, seed=11)
+    rng = np.random.default_rng(5)
+    for n, texts in enumerate(documents):
+        await _write(store, "zipf", f"doc{n}", texts, rng)
+    # Questions of common, middling and rare words (the bench's), and of one
+    # word each: both passes of rag.textrank run and must find what a scan of
+    # every chunk finds, in the same order.
+    asked = [*questions, *(q.split()[0] for q in questions[:4]), *(q.split()[-1] for q in questions[:4])]
+    embedding = [1.0] + [0.0] * (DIMENSIONS - 1)
+    for question in asked:
+        found = await store.text_search("zipf", question, embedding, 20, {})
+        async with store._pool.connection() as conn:
+            expected = [str(r[0]) for r in await (await conn.execute(
+                _EVERY_CHUNK_RANKED, {"t": "zipf", "text": question, "n": 20})).fetchall()]
+        assert [c.chunk_id for c in found] == expected, question
+    # A word no chunk holds finds nothing.
+    assert await store.text_search("zipf", "xylophone", embedding, 20, {}) == []
+
+
+async def test_term_statistics_follow_every_replacement_even_concurrent_ones(store: ChunkStore) -> None:
+    documents, _ = _zipf_documents(24, seed=3)
+    rng = np.random.default_rng(9)
+    # Eight documents written at once share their common words: their term
+    # rows are locked in one order, so no two writes deadlock.
+    await asyncio.gather(*(_write(store, "t", f"d{n}", texts, rng) for n, texts in enumerate(documents[:8])))
+    # Replaced by other text (terms come and go), and by fewer chunks.
+    await asyncio.gather(*(_write(store, "t", f"d{n}", texts[:2], rng)
+                           for n, texts in enumerate(documents[8:16])))
+    kept, total = await _statistics(store, "t")
+    await store.recount("t")
+    counted, counted_total = await _statistics(store, "t")
+    assert total == counted_total == 16
+    assert {t: n for t, (n, _) in kept.items()} == {t: n for t, (n, _) in counted.items()}
+    # A bound stays a bound: never below the best rank a chunk gives now.
+    assert all(kept[t][1] >= r - 1e-7 for t, (_, r) in counted.items())

@@ -113,12 +113,14 @@ class Scale:
             t0 = time.monotonic()
             async with pool.connection() as conn, conn.transaction():
                 await retrieval.load(conn, chunks)
+            self.chunk_store: Any = ChunkStore(pool)
+            # COPY bypassed ChunkStore.replace, which keeps the term statistics.
+            await self.chunk_store.recount(retrieval.TENANT)
             async with pool.connection() as conn:
                 await conn.set_autocommit(True)
-                await conn.execute("VACUUM ANALYZE rag_chunks")
+                await conn.execute("VACUUM ANALYZE rag_chunks, rag_terms")
             self.facts["retrieval_load_s"] = time.monotonic() - t0
             self.facts["retrieval_chunks"] = float(self.chunks)
-            self.chunk_store: Any = ChunkStore(pool)
 
     async def stop(self) -> None:
         await self._exit.aclose()

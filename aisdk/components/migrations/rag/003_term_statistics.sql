@@ -1,0 +1,36 @@
+-- What the full-text ranking knows before it reads a chunk (rag.textrank):
+-- per tenant and search term, how many chunks hold the term and the best
+-- rank (ts_rank, normalised by length) a chunk gives it, and per tenant its
+-- chunks. ChunkStore.replace keeps both in the transaction that writes the
+-- chunks, so they are exact; the counts replace a count through the GIN
+-- index per term per question (12 ms for a term in a fifth of 50k chunks).
+
+CREATE TABLE rag_terms (
+    tenant_id text    NOT NULL,
+    term      text    NOT NULL,
+    chunks    integer NOT NULL,
+    -- An upper bound: it grows with new chunks and is not lowered when the
+    -- chunk that set it goes.
+    max_rank  real    NOT NULL,
+    PRIMARY KEY (tenant_id, term)
+);
+
+CREATE TABLE rag_tenants (
+    tenant_id text    PRIMARY KEY,
+    chunks    integer NOT NULL
+);
+
+INSERT INTO rag_terms (tenant_id, term, chunks, max_rank)
+SELECT c.tenant_id, w, count(*), max(ts_rank(c.search, to_tsquery('simple', quote_literal(w)), 1))
+FROM rag_chunks c, unnest(tsvector_to_array(c.search)) AS w
+GROUP BY c.tenant_id, w;
+
+INSERT INTO rag_tenants (tenant_id, chunks)
+SELECT tenant_id, count(*) FROM rag_chunks GROUP BY tenant_id;
+
+-- Ranking reads each candidate's tsvector. Left to the default, the largest
+-- column of a row goes out of line into the TOAST table, which was the
+-- tsvector: a second lookup per candidate (9 of 18 ms for 1,451 candidates
+-- on 50k chunks). Kept in the row, the text and the embedding move out
+-- instead, and they are read for the best few only. Rows written from now on.
+ALTER TABLE rag_chunks ALTER COLUMN search SET STORAGE MAIN;
