@@ -85,10 +85,10 @@ class ChunkStore:
             row = await cur.fetchone()
             if row is not None and row[0] == doc.content_hash:
                 return False
-            gone: list[tuple[str, int, float]] = []
+            gone: list[tuple[str, int]] = []
             if row is not None:
                 terms = await conn.execute(_DOCUMENT_TERMS_SQL, (tenant, doc.document_id))
-                gone = [(str(t), -int(n), 0.0) for t, n, _ in await terms.fetchall()]
+                gone = [(str(t), int(n)) for t, n in await terms.fetchall()]
             deleted = await conn.execute(
                 "DELETE FROM rag_chunks WHERE tenant_id = %s AND document_id = %s", (tenant, doc.document_id)
             )
@@ -113,9 +113,7 @@ class ChunkStore:
                         for c in chunks
                     ],
                 )
-            added = await conn.execute(_DOCUMENT_TERMS_SQL, (tenant, doc.document_id))
-            await _count(conn, tenant, [*gone, *((str(t), int(n), float(b)) for t, n, b in await added.fetchall())],
-                         len(chunks) - removed)
+            await _count(conn, tenant, doc.document_id, gone, len(chunks) - removed)
         return True
 
     async def recount(self, tenant: str) -> None:
@@ -188,15 +186,16 @@ class ChunkStore:
         )
 
 
-async def _count(conn: psycopg.AsyncConnection[Any], tenant: str, terms: Sequence[tuple[str, int, float]],
-                 chunks: int) -> None:
-    """Add a document's change to the tenant's statistics: chunks per term
-    (negative for the chunks it replaced), the best ranks, the chunk total."""
-    if terms:
-        await conn.execute(_ADD_TERMS_SQL, {"t": tenant, "terms": [t for t, _, _ in terms],
-                                            "counts": [n for _, n, _ in terms], "best": [b for _, _, b in terms]})
+async def _count(conn: psycopg.AsyncConnection[Any], tenant: str, document_id: str,
+                 gone: Sequence[tuple[str, int]], chunks: int) -> None:
+    """Add a document's new chunks to the tenant's statistics and take away
+    the `gone` (term, chunks) of the chunks they replaced; `chunks` is the
+    change in the tenant's chunk count."""
+    await conn.execute(_ADD_TERMS_SQL, {"t": tenant, "d": document_id, "gone": [t for t, _ in gone],
+                                        "gone_n": [n for _, n in gone]})
+    if gone:
         await conn.execute("DELETE FROM rag_terms WHERE tenant_id = %s AND term = ANY(%s) AND chunks <= 0",
-                           (tenant, sorted({t for t, n, _ in terms if n < 0})))
+                           (tenant, sorted(t for t, _ in gone)))
     await conn.execute(_ADD_CHUNKS_SQL, (tenant, chunks))
 
 
@@ -310,22 +309,29 @@ FROM terms t LEFT JOIN rag_terms s ON s.tenant_id = %(t)s AND s.term = t.w
 ORDER BY t.w
 """
 
-# A document's terms and how many of its chunks hold each, with the best rank
-# one of them gives the term: what `replace` adds to rag_terms, or takes away.
+# A document's terms and how many of its chunks hold each: what `replace`
+# takes away from rag_terms when it replaces the document.
 _DOCUMENT_TERMS_SQL = """
-SELECT w, count(*), max(ts_rank(c.search, rag_lexeme(w), 1))
-FROM rag_chunks c, unnest(tsvector_to_array(c.search)) AS w
+SELECT w, count(*) FROM rag_chunks c, unnest(tsvector_to_array(c.search)) AS w
 WHERE c.tenant_id = %s AND c.document_id = %s
 GROUP BY w
 """
 
-# One statement, its rows in term order: two documents of one tenant written
-# at once lock their common terms in the same order, so neither waits for the
+# The document's new chunks added to rag_terms (chunks holding each term, the
+# best rank one gives it), and the replaced chunks' terms taken away. One
+# statement, its rows in term order: two documents of one tenant written at
+# once lock their common terms in the same order, so neither waits for the
 # other in a cycle. A bound that only grows stays a bound when chunks go.
 _ADD_TERMS_SQL = """
 INSERT INTO rag_terms AS s (tenant_id, term, chunks, max_rank)
 SELECT %(t)s, term, sum(n), max(best)
-FROM unnest(%(terms)s::text[], %(counts)s::int[], %(best)s::real[]) AS u(term, n, best)
+FROM (
+    SELECT w AS term, 1 AS n, ts_rank(c.search, rag_lexeme(w), 1) AS best
+    FROM rag_chunks c, unnest(tsvector_to_array(c.search)) AS w
+    WHERE c.tenant_id = %(t)s AND c.document_id = %(d)s
+    UNION ALL
+    SELECT term, -n, 0 FROM unnest(%(gone)s::text[], %(gone_n)s::int[]) AS g(term, n)
+) AS delta
 GROUP BY term
 ORDER BY term
 ON CONFLICT (tenant_id, term) DO UPDATE
