@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -114,9 +113,11 @@ def embedding_policy(request: gateway_pb2.EmbeddingRequest) -> CachePolicy:
 
 def _canonical(value: Any) -> Any:
     """Plain JSON data for protobuf messages, mappings and sequences, so equal
-    requests hash equally in every process whatever their field order."""
+    requests hash equally in every process whatever their field order. A
+    message is its type and its deterministic encoding (maps in key order):
+    MessageToDict took a quarter of a cache hit's time in the gateway."""
     if isinstance(value, Message):
-        return MessageToDict(value, preserving_proto_field_name=True)
+        return f"{value.DESCRIPTOR.full_name}:{value.SerializeToString(deterministic=True).hex()}"
     if isinstance(value, Mapping):
         return {str(k): _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -362,6 +363,8 @@ class ResponseCache:
     async def get_many(self, tenant: str, keys: Sequence[str]) -> list[bytes | None]:
         """get() of many keys at once: the bucket reads run concurrently, so a
         batch costs about one round trip instead of one per key."""
+        if len(keys) == 1:  # a completion: no task to gather
+            return [await self.get(tenant, keys[0])]
         return list(await asyncio.gather(*(self.get(tenant, k) for k in keys)))
 
     async def put(self, tenant: str, key: str, value: bytes, model: str, *, ttl_s: float | None = None,

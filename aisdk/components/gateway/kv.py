@@ -5,6 +5,7 @@ starts with."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 from typing import Protocol
@@ -40,6 +41,7 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
+@functools.lru_cache(maxsize=1024)
 def token(text: str) -> str:
     """One key token standing for any text (model names contain '.' and '/',
     which would split or widen a key filter)."""
