@@ -134,10 +134,10 @@ async def _order_during_embedding(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> 
     loop = asyncio.get_running_loop()
     real = local.embed
 
-    def embed(model: str, texts: list[str]) -> tuple[list[dict[str, Any]], int]:
+    def embed(model: str, texts: list[str], encoding: str = "float") -> tuple[list[dict[str, Any]], int]:
         # From the loop's thread or a worker thread alike: runs once the loop is free.
         loop.call_soon_threadsafe(lambda: cheap.append(asyncio.create_task(_cheap(bus, events))))
-        out = real(model, texts)
+        out = real(model, texts, encoding)
         events.append("embedded")
         return out
 

@@ -189,7 +189,10 @@ class Scale:
     async def _cheap(self, n: int) -> Sample:
         latencies = []
         for _ in range(n):
-            request = gateway_pb2.LlmRequest(request_id=self._id("cheap"), prompt=PROMPT, model=models.CHAT)
+            # Deterministic, so that the response cache answers it: the
+            # cheap request is a cache hit, not a provider call.
+            request = gateway_pb2.LlmRequest(request_id=self._id("cheap"), prompt=PROMPT, model=models.CHAT,
+                                             parameters=gateway_pb2.LlmParameters(temperature=0.0))
             t0 = _now()
             await self.stack.cached.requests(request)
             latencies.append(_now() - t0)

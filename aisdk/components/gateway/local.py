@@ -18,6 +18,7 @@ so cost, limits and reports run the same path as a hosted provider.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -223,12 +224,16 @@ def count_messages(model: str, messages: Sequence[dict[str, Any]]) -> int:
     return int(litellm.token_counter(model=model, messages=list(messages)))
 
 
-def embed(model: str, texts: list[str]) -> tuple[list[dict[str, Any]], int]:
-    """The embedding response's data and its token count."""
+def embed(model: str, texts: list[str], encoding: str = "float") -> tuple[list[dict[str, Any]], int]:
+    """The embedding response's data and its token count. With encoding
+    "base64" each vector is its little-endian float32 bytes in base64, as
+    OpenAI's API gives them: one string instead of hundreds of floats for
+    litellm to carry through its response objects on the event loop."""
     vectors = wordllama().embed(texts, norm=True)
     tokens = sum(count_text(model, text) for text in texts)
-    data = [{"object": "embedding", "index": i, "embedding": [float(x) for x in row]} for i, row in enumerate(vectors)]
-    return data, tokens
+    rows: list[Any] = ([base64.b64encode(row.astype("<f4").tobytes()).decode() for row in vectors]
+                       if encoding == "base64" else vectors.tolist())
+    return [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)], tokens
 
 
 def _read_request(model: str, messages: list[dict[str, Any]],
@@ -313,7 +318,9 @@ def provider() -> Any:
             self, model: str, input: list[str], model_response: EmbeddingResponse, *args: Any, **kwargs: Any,
         ) -> EmbeddingResponse:
             # Off the loop: WordLlama's tokenizer and numpy release the GIL.
-            data, tokens = await offload.in_thread(embed, f"{PROVIDER}/{model}", list(input))
+            metadata = (kwargs.get("litellm_params") or {}).get("metadata") or {}
+            encoding = str(metadata.get("encoding_format") or "float")
+            data, tokens = await offload.in_thread(embed, f"{PROVIDER}/{model}", list(input), encoding)
             model_response.data = data
             model_response.model = model
             setattr(model_response, "usage", Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens))

@@ -9,6 +9,7 @@ outcome reaches that deployment's breaker and health figures.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import time
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 from ai.envelope.v1 import envelope_pb2
 from aisdk.components.gateway import local
@@ -309,12 +312,25 @@ class Providers:
         timeout = _timeout(time_left)
 
         async def call(d: Deployment) -> Embeddings:
-            r = await self.router.aembedding(model=d.id, input=texts, timeout=timeout)
+            # The local provider answers in base64 (see local.embed): a batch
+            # of 64 vectors as floats kept this process's event loop 4.5 ms.
+            # Others answer as they do, in floats unless they say otherwise.
+            extra: dict[str, Any] = ({"metadata": {"encoding_format": "base64"}}
+                                     if d.provider == local.PROVIDER else {})
+            r = await self.router.aembedding(model=d.id, input=texts, timeout=timeout, **extra)
             rows = sorted(r.data, key=lambda item: item["index"])
             return Embeddings(
-                vectors=[list(row["embedding"]) for row in rows], usage=_usage(r),
+                vectors=[_vector(row["embedding"]) for row in rows], usage=_usage(r),
                 cost=_cost(r, d.provider, "aembedding"), model=d.model, provider=d.provider, deployment=d.id,
             )
 
         result: Embeddings = await self._through_chain(model, call)
         return result
+
+
+def _vector(embedding: Any) -> list[float]:
+    """One embedding as floats: a list as it is, base64 as little-endian
+    float32 bytes (OpenAI's encoding_format=base64)."""
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4").tolist()  # type: ignore[no-any-return]
+    return list(embedding)
