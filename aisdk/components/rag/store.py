@@ -79,7 +79,7 @@ class ChunkStore:
             # Two workers ingesting the same document take turns.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{tenant}/{doc.document_id}",))
             cur = await conn.execute(
-                "SELECT content_hash FROM rag_documents WHERE tenant_id = %s AND document_id = %s",
+                "SELECT content_hash, chunk_count FROM rag_documents WHERE tenant_id = %s AND document_id = %s",
                 (tenant, doc.document_id),
             )
             row = await cur.fetchone()
@@ -87,15 +87,13 @@ class ChunkStore:
                 return False
             gone: list[tuple[str, int]] = []
             if row is not None:
+                # What the replaced chunks held, taken off the statistics.
                 terms = await conn.execute(_DOCUMENT_TERMS_SQL, (tenant, doc.document_id))
                 gone = [(str(t), int(n)) for t, n in await terms.fetchall()]
-            deleted = await conn.execute(
-                "DELETE FROM rag_chunks WHERE tenant_id = %s AND document_id = %s", (tenant, doc.document_id)
-            )
-            removed = deleted.rowcount
-            await conn.execute(
-                "DELETE FROM rag_documents WHERE tenant_id = %s AND document_id = %s", (tenant, doc.document_id)
-            )
+                await conn.execute(  # its chunks go with it (ON DELETE CASCADE)
+                    "DELETE FROM rag_documents WHERE tenant_id = %s AND document_id = %s", (tenant, doc.document_id)
+                )
+            removed = int(row[1]) if row is not None else 0
             await conn.execute(
                 "INSERT INTO rag_documents (tenant_id, document_id, content_hash, content_type, source_uri,"
                 " metadata, chunk_count, embedding_model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
