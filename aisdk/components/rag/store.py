@@ -175,12 +175,12 @@ class ChunkStore:
         abstention decision weighs (rag.evidence)."""
         params = {"t": tenant, "text": question, "lang": text_config, "ids": list(chunk_ids)}
         async with self._pool.connection() as conn:
-            total = await (await conn.execute(_CHUNK_COUNT_SQL, params)).fetchone()
             rows = await (await conn.execute(_TERMS_SQL, params, prepare=False)).fetchall()
+        terms = [r for r in rows if r[1] is not None]
         return TermStatistics(
-            chunks=int(total[0]) if total else 0,
-            frequency={str(r[0]): int(r[1]) for r in rows},
-            holders={str(r[0]): frozenset(r[2]) for r in rows},
+            chunks=int(rows[0][0]) if rows else 0,
+            frequency={str(r[1]): int(r[2]) for r in terms},
+            holders={str(r[1]): frozenset(r[3]) for r in terms},
         )
 
 
@@ -291,19 +291,21 @@ JOIN rag_documents d ON d.tenant_id = c.tenant_id AND d.document_id = c.document
 ORDER BY b.score DESC, b.chunk_id
 """
 
-_CHUNK_COUNT_SQL = "SELECT coalesce((SELECT chunks FROM rag_tenants WHERE tenant_id = %(t)s), 0)"
-
-# Per distinct term: the tenant's chunks holding it (kept by `replace`) and
-# which of the retrieved chunks do.
+# The tenant's chunks, and per distinct term of the question the chunks
+# holding it (kept by `replace`) and which of the retrieved chunks do; one
+# row with no term when the question has none (only stop words).
 _TERMS_SQL = """
 WITH terms AS (
     SELECT DISTINCT w, rag_lexeme(w) AS query
     FROM unnest(tsvector_to_array(to_tsvector(%(lang)s::regconfig, %(text)s))) AS w
 )
-SELECT t.w, coalesce(s.chunks, 0),
+SELECT (SELECT coalesce(max(n.chunks), 0) FROM rag_tenants n WHERE n.tenant_id = %(t)s),
+       t.w, coalesce(s.chunks, 0),
        ARRAY(SELECT c.chunk_id FROM rag_chunks c
              WHERE c.tenant_id = %(t)s AND c.chunk_id = ANY(%(ids)s) AND c.search @@ t.query)
-FROM terms t LEFT JOIN rag_terms s ON s.tenant_id = %(t)s AND s.term = t.w
+FROM (SELECT) AS one
+LEFT JOIN terms t ON true
+LEFT JOIN rag_terms s ON s.tenant_id = %(t)s AND s.term = t.w
 ORDER BY t.w
 """
 
