@@ -30,6 +30,7 @@ from functools import partial
 from typing import TypeVar, TypeVarTuple, Unpack
 
 from ai.envelope.v1 import envelope_pb2
+from aisdk.components.environment import whole
 from runtime.errors import HandlerError
 
 Code = envelope_pb2.Error
@@ -41,16 +42,7 @@ T = TypeVar("T")
 
 
 def _limit(env: str) -> int:
-    value = os.environ.get(env, "")
-    if not value:
-        return max(1, os.cpu_count() or 1)
-    try:
-        n = int(value)
-    except ValueError:
-        raise ValueError(f"{env} must be a whole number of workers, not {value!r}") from None
-    if n < 1:
-        raise ValueError(f"{env} must be at least 1, not {n}")
-    return n
+    return whole(os.environ, env, max(1, os.cpu_count() or 1), minimum=1)
 
 
 class _Pool:

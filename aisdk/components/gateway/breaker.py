@@ -27,6 +27,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ai.gateway.v1 import gateway_pb2
+from aisdk.components.environment import number, whole
 
 DEFAULT_FAILURE_THRESHOLD = 5
 DEFAULT_RESET_TIMEOUT_S = 30.0
@@ -67,21 +68,15 @@ class BreakerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BreakerConfig:
-        def number(var: str, default: float) -> float:
-            raw = environ.get(var, "").strip()
-            try:
-                return float(raw) if raw else float(default)
-            except ValueError:
-                raise ValueError(f"{var}={raw!r} is not a number") from None
+        def rate(var: str, default: float) -> float:
+            return number(environ, var, default, minimum=None)  # __post_init__ says what is out of range
 
-        failures = number("AISDK_GATEWAY_BREAKER_FAILURES", DEFAULT_FAILURE_THRESHOLD)
-        if not failures.is_integer():
-            raise ValueError(f"AISDK_GATEWAY_BREAKER_FAILURES must be a whole number, not {failures}")
+        failures = whole(environ, "AISDK_GATEWAY_BREAKER_FAILURES", DEFAULT_FAILURE_THRESHOLD, minimum=None)
         return cls(
-            failure_threshold=int(failures),
-            reset_timeout_s=number("AISDK_GATEWAY_BREAKER_RESET_S", DEFAULT_RESET_TIMEOUT_S),
-            window_s=number("AISDK_GATEWAY_HEALTH_WINDOW_S", DEFAULT_WINDOW_S),
-            degraded_error_rate=number("AISDK_GATEWAY_HEALTH_DEGRADED_ERROR_RATE", DEFAULT_DEGRADED_ERROR_RATE),
+            failure_threshold=failures,
+            reset_timeout_s=rate("AISDK_GATEWAY_BREAKER_RESET_S", DEFAULT_RESET_TIMEOUT_S),
+            window_s=rate("AISDK_GATEWAY_HEALTH_WINDOW_S", DEFAULT_WINDOW_S),
+            degraded_error_rate=rate("AISDK_GATEWAY_HEALTH_DEGRADED_ERROR_RATE", DEFAULT_DEGRADED_ERROR_RATE),
             bucket=environ.get("AISDK_GATEWAY_BREAKER_BUCKET", "").strip() or cls.bucket,
         )
 

@@ -43,6 +43,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from ai.gateway.v1 import gateway_pb2
+from aisdk.components.environment import number, whole
 from aisdk.components.gateway.kv import Bucket, Connected, check_tenant, jetstream, open_bucket, token
 
 log = logging.getLogger("aisdk.gateway.cache")
@@ -170,23 +171,11 @@ class CacheConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> CacheConfig:
-        def number(name: str, default: float, cast: Callable[[str], float]) -> float:
-            raw = environ.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = cast(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a number") from None
-            if value < 0:
-                raise ValueError(f"{name}={raw!r} must not be negative")
-            return value
-
         return cls(
             bucket=environ.get("AISDK_GATEWAY_CACHE_BUCKET", "").strip() or DEFAULT_BUCKET,
-            ttl_s=number("AISDK_GATEWAY_CACHE_TTL_S", DEFAULT_TTL_S, float),
-            max_bytes=int(number("AISDK_GATEWAY_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES, int)),
-            lru_size=int(number("AISDK_GATEWAY_CACHE_LRU_SIZE", DEFAULT_LRU_SIZE, int)),
+            ttl_s=number(environ, "AISDK_GATEWAY_CACHE_TTL_S", DEFAULT_TTL_S),
+            max_bytes=whole(environ, "AISDK_GATEWAY_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES),
+            lru_size=whole(environ, "AISDK_GATEWAY_CACHE_LRU_SIZE", DEFAULT_LRU_SIZE),
         )
 
 

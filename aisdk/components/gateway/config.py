@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from aisdk.components.environment import number, whole
 from aisdk.components.gateway import models, providers, validation
 from aisdk.components.gateway.breaker import BreakerConfig
 from aisdk.components.gateway.cache import CacheConfig
@@ -16,19 +17,6 @@ from aisdk.components.llmops.budgets import Budgets, load_budgets
 from runtime import check_tenant  # the facade's lazy exports are invisible to mypy
 
 _OFF = {"0", "off", "false", "no"}
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} must not be negative")
-    return value
 
 
 def _switch(env: Mapping[str, str], name: str) -> bool:
@@ -60,15 +48,15 @@ class GatewayConfig:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> GatewayConfig:
         return cls(
             models=models.from_env(env),
-            retries=int(_number(env, "AISDK_GATEWAY_RETRIES", providers.DEFAULT_RETRIES)),
-            max_answer_chars=int(_number(env, "AISDK_GATEWAY_MAX_ANSWER_CHARS", validation.DEFAULT_MAX_CHARS)),
+            retries=whole(env, "AISDK_GATEWAY_RETRIES", providers.DEFAULT_RETRIES),
+            max_answer_chars=whole(env, "AISDK_GATEWAY_MAX_ANSWER_CHARS", validation.DEFAULT_MAX_CHARS),
             cache=CacheConfig.from_env(env) if _switch(env, "AISDK_GATEWAY_CACHE") else None,
             rate_limits=_switch(env, "AISDK_GATEWAY_RATE_LIMITS"),
             breakers=_switch(env, "AISDK_GATEWAY_BREAKERS"),
             breaker=BreakerConfig.from_env(env),
-            health_interval_s=_number(env, "AISDK_GATEWAY_HEALTH_INTERVAL_S", 30.0),
+            health_interval_s=number(env, "AISDK_GATEWAY_HEALTH_INTERVAL_S", 30.0),
             health_tenant=check_tenant(env.get("AISDK_GATEWAY_HEALTH_TENANT", "").strip() or "system"),
             budgets=load_budgets(env),
             budget_bucket=env.get("AISDK_GATEWAY_BUDGET_BUCKET", "").strip() or BUDGET_BUCKET,
-            outbox=max(1, int(_number(env, "AISDK_GATEWAY_OUTBOX", DEFAULT_OUTBOX))),
+            outbox=whole(env, "AISDK_GATEWAY_OUTBOX", DEFAULT_OUTBOX, minimum=1),
         )
