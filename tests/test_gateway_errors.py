@@ -139,6 +139,26 @@ async def test_a_provider_fault_counts_and_falls_back_and_says_so_everywhere(
     assert points == [({"from": MODEL, "to": "local/extractive"}, 1)]
 
 
+async def test_a_provider_fault_is_retried_on_its_deployment_before_anything_falls_back(
+        bus: Bus, provider: TestProvider) -> None:
+    # The gateway's own retries (litellm's backoff), and the provider SDK's
+    # own retries off: two 500s, then the answer, three requests in all.
+    g = gateway(provider, retries=2)
+    await bus.serve(g)
+    client = gateway_bus.GatewayServiceClient(bus, tenant())
+    provider.fail(TestProvider.OVERLOADED, times=2)
+    r = await client.requests(chat("rt1"))
+    assert (r.model, r.fallback) == (MODEL, False)
+    assert len(provider.received) == 3
+    assert breaker_of(g).failures == 0, "the call succeeded: nothing counts against the provider"
+    # Out of retries, the fault falls back (and counts): the control.
+    provider.received.clear()
+    provider.fail(TestProvider.OVERLOADED, times=3)
+    r = await client.requests(chat("rt2", f"{PROMPT} (again)"))
+    assert (r.model, r.fallback) == ("local/extractive", True)
+    assert len(provider.received) == 3 and breaker_of(g).failures == 1
+
+
 # -- items 3 and 4: a 429's retry-after, in the contract and honoured ------------
 
 

@@ -26,7 +26,7 @@ def _switch(env: Mapping[str, str], name: str) -> bool:
 @dataclass(frozen=True)
 class GatewayConfig:
     models: models.ModelList = field(default_factory=lambda: models.with_local(models.ModelList(())))
-    # Router retries of one deployment before the next one is tried.
+    # Retries of one deployment on a provider fault before the next one is tried.
     retries: int = providers.DEFAULT_RETRIES
     max_answer_chars: int = validation.DEFAULT_MAX_CHARS
     cache: CacheConfig | None = field(default_factory=CacheConfig)

@@ -71,11 +71,11 @@ def classify(error: BaseException) -> Failure:
     if isinstance(error, (e.BadRequestError, e.UnprocessableEntityError)):
         return Failure(True, Code.CODE_INVALID_ARGUMENT)
     if isinstance(error, e.RateLimitError):
-        return Failure(False, Code.CODE_RESOURCE_EXHAUSTED, True, retry_after(_headers(error)))
+        return Failure(False, Code.CODE_RESOURCE_EXHAUSTED, True, retry_after(response_headers(error)))
     return PROVIDER_FAULT
 
 
-def _headers(error: BaseException) -> Mapping[str, str]:
+def response_headers(error: BaseException) -> Mapping[str, str]:
     """The provider's response headers, where litellm keeps them."""
     headers: Any = getattr(error, "litellm_response_headers", None)
     if headers is None:

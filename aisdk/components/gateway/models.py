@@ -117,12 +117,6 @@ class ModelList:
         chain = self.chain(model_name)
         return chain[0].model if chain else model_name
 
-    def router_list(self) -> list[dict[str, Any]]:
-        """litellm Router's model_list, one group per deployment: the gateway
-        walks the chain itself, so that a deployment whose circuit is open is
-        skipped; the Router retries one deployment with backoff."""
-        return [{"model_name": d.id, "litellm_params": dict(d.params)} for d in self.deployments]
-
 
 def _resolve(value: Any) -> Any:
     """litellm's `os.environ/NAME` convention, resolved at load time."""
