@@ -87,7 +87,7 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
 ], ids=["invalid-request", "context-too-long", "content-policy", "bad-credentials"])
 async def test_a_client_error_is_answered_at_once_and_neither_counts_nor_falls_back(
         bus: Bus, provider: TestProvider, fault: Fault, code: int) -> None:
-    # Router retries on, a breaker that opens at the first failure, and a
+    # Retries on, a breaker that opens at the first failure, and a
     # fallback: any of them would show if a client error were taken for a fault.
     g = gateway(provider, retries=2, breaker=BreakerConfig(failure_threshold=1, bucket=f"gwb_{uuid.uuid4().hex}"))
     await bus.serve(g)
@@ -173,7 +173,7 @@ async def test_a_429_retry_after_is_returned_and_keeps_the_deployment_aside(
     assert e.value.retry_after is not None and 590 < e.value.retry_after <= 600
     assert "Rate limit reached for requests" in e.value.message
     assert str(e.value).endswith(f"(retry after {e.value.retry_after:.1f} s)")
-    assert len(provider.received) == 1, "the Router did not wait the Retry-After out, nor retry"
+    assert len(provider.received) == 1, "the Retry-After was not waited out, nor the call retried"
     # Within the provider's Retry-After nothing is sent to it.
     with pytest.raises(RemoteError) as again:
         await client.requests(chat("r2"))
@@ -214,7 +214,7 @@ async def test_the_client_retries_no_sooner_than_the_retry_after(bus: Bus, provi
 
 async def test_a_stream_that_fails_after_its_first_chunk_ends_with_an_error_and_no_replay(
         bus: Bus, provider: TestProvider) -> None:
-    g = gateway(provider, retries=2)  # a fallback and Router retries, neither of which may act
+    g = gateway(provider, retries=2)  # a fallback and retries, neither of which may act
     await bus.serve(g)
     provider.fail(Fault(500, "upstream overloaded mid-stream", cut_after=2))
     deltas: list[str] = []
