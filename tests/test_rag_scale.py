@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from aisdk.components import storage
-from aisdk.components.rag import fusion
+from aisdk.components.rag import fusion, textrank
 from psycopg.types.json import Jsonb
 
 from aisdk.components.rag.store import _SEARCH_SETTINGS, _VECTOR_SQL, ChunkRow, ChunkStore, DocumentRow
@@ -153,7 +153,20 @@ async def _write(store: ChunkStore, tenant: str, name: str, texts: list[str], rn
                         [ChunkRow(i, f"{name}#{i}", "", text, 30, vectors[i]) for i, text in enumerate(texts)])
 
 
-async def test_the_bounded_full_text_ranking_equals_ranking_every_chunk(store: ChunkStore) -> None:
+@pytest.mark.parametrize("one_pass_holders", [textrank.ONE_PASS_HOLDERS, 0], ids=["as-shipped", "always-two-passes"])
+async def test_the_bounded_full_text_ranking_equals_ranking_every_chunk(
+        store: ChunkStore, monkeypatch: pytest.MonkeyPatch, one_pass_holders: int) -> None:
+    # This corpus is small enough for one pass on most questions; with the
+    # shortcut off every question takes the bounded second pass.
+    monkeypatch.setattr(textrank, "ONE_PASS_HOLDERS", one_pass_holders)
+    floors: list[float] = []
+    clauses = textrank.clauses
+
+    def second_pass(ranked: list[textrank.Term], theta: float) -> list[list[textrank.Term]]:
+        floors.append(theta)
+        return clauses(ranked, theta)
+
+    monkeypatch.setattr(textrank, "clauses", second_pass)
     documents, questions = _zipf_documents(150, seed=11)
     rng = np.random.default_rng(5)
     for n, texts in enumerate(documents):
@@ -176,6 +189,8 @@ async def test_the_bounded_full_text_ranking_equals_ranking_every_chunk(store: C
         assert [c.chunk_id for c in found] == expected, question
     # A word no chunk holds finds nothing.
     assert await store.text_search("zipf", "xylophone", embedding, 20, {}) == []
+    if not one_pass_holders:
+        assert sum(theta > 0 for theta in floors) >= len(questions), "the second pass ran, on a real floor"
 
 
 async def test_term_statistics_follow_every_replacement_even_concurrent_ones(store: ChunkStore) -> None:

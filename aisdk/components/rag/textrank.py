@@ -54,8 +54,17 @@ def terms(total: int, rows: Sequence[tuple[str, int, float]]) -> list[Term]:
     return sorted(found, key=lambda t: (-t.bound, t.term))
 
 
+# When the question's terms are held by no more chunks than this in all,
+# ranking them all at once costs less than a second statement.
+ONE_PASS_HOLDERS = 1_000
+
+
 def first_pass(ranked: Sequence[Term], holders: dict[str, int], n: int) -> list[Term]:
-    """The terms that can add the most, until their chunks are at least n."""
+    """The terms that can add the most, until their chunks are at least n;
+    all of them when they are few (ONE_PASS_HOLDERS): then the first pass
+    is the only one."""
+    if sum(holders[t.term] for t in ranked) <= ONE_PASS_HOLDERS:
+        return list(ranked)
     out: list[Term] = []
     held = 0
     for t in ranked:
