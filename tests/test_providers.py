@@ -218,3 +218,29 @@ async def test_one_setting_moves_every_component_to_the_provider(
             context_snippets=["Refunds within 30 days."]))
     assert built.model == MODEL
     assert built.estimated_tokens == litellm().token_counter(model=MODEL, text=built.prompt)
+
+
+async def test_a_deployment_is_called_with_its_own_parameters_and_the_shorter_timeout() -> None:
+    from aisdk.components.gateway.models import Deployment, ModelList
+    from aisdk.components.gateway.providers import Providers
+
+    d = Deployment("chat#0", "chat", {"model": "openai/m", "api_base": "http://x", "rpm": 60, "tpm": 1000,
+                                      "timeout": 30, "stream_timeout": 5})
+    seen: list[dict[str, object]] = []
+
+    async def call(**kwargs: object) -> str:
+        seen.append(kwargs)
+        return "ok"
+
+    p = Providers(ModelList((d,)), retries=0)
+    assert await p._call(d, call, 10.0, messages=[]) == "ok"
+    assert await p._call(d, call, 10.0, messages=[], stream=True) == "ok"
+    assert await p._call(d, call, None, messages=[]) == "ok"
+    plain, streamed, unbounded = seen
+    # Routing keys stay out of the call; the SDK's own retries are off.
+    assert "rpm" not in plain and "tpm" not in plain and "stream_timeout" not in plain
+    assert (plain["model"], plain["api_base"], plain["max_retries"]) == ("openai/m", "http://x", 0)
+    # The request's time left, or the deployment's own limit when shorter.
+    assert 9.0 < plain["timeout"] <= 10.0  # type: ignore[operator]
+    assert streamed["timeout"] == 5
+    assert unbounded["timeout"] == 30

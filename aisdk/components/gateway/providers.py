@@ -190,14 +190,16 @@ class Providers:
         parameters, retried on provider faults while retries and the
         deadline last."""
         params = {k: v for k, v in d.params.items() if k not in _ROUTING_ONLY}
+        # A stream's own limit, where the deployment sets one (as the Router read it).
+        own = d.params.get("stream_timeout") if kwargs.get("stream") else None
+        own = params.get("timeout") if own is None else own
         deadline = None if timeout is None else time.monotonic() + timeout
         for attempt in range(self.retries + 1):
             left = None if deadline is None else deadline - time.monotonic()
             try:
                 # max_retries 0: the provider's SDK (OpenAI's retries twice by
                 # default) must not retry under this loop.
-                return await fn(**{**params, "timeout": _shorter(left, params.get("timeout")), "max_retries": 0,
-                                   **kwargs})
+                return await fn(**{**params, "timeout": _shorter(left, own), "max_retries": 0, **kwargs})
             except Exception as e:
                 failure = classify(e)
                 if failure.client or failure.rate_limited or attempt == self.retries:
