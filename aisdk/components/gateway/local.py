@@ -276,34 +276,31 @@ def provider() -> Any:
             return text, "length" if cut else "stop"
 
         def _complete(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
-                      ) -> tuple[int, tuple[str, str] | None, tuple[tuple[str, str], int]]:
-            """The prompt's tokens, the tool to call if any, else the answer
-            with its finish reason and tokens."""
+                      ) -> tuple[int, Any, str, str, int]:
+            """The prompt's tokens, the tool call (None to answer), the text
+            (the call's arguments, or the answer), its finish reason and its
+            tokens: all the CPU work of a completion, for one thread trip."""
             name = f"{PROVIDER}/{model}"
             prompt_tokens, chosen = _read_request(name, messages, params.get("tools") or ())
             if chosen is not None:
-                return prompt_tokens, chosen, (("", ""), 0)
-            text, finish = self._answer(model, messages, params)
-            return prompt_tokens, None, ((text, finish), count_text(name, text))
+                call = _tool_call(messages, *chosen)
+                text, finish = call.function.arguments, "tool_calls"
+            else:
+                call = None
+                text, finish = self._answer(model, messages, params)
+            return prompt_tokens, call, text, finish, count_text(name, text)
 
         async def acompletion(
             self, model: str, messages: list[dict[str, Any]], api_base: str, custom_prompt_dict: dict[str, Any],
             model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
             optional_params: dict[str, Any], *args: Any, **kwargs: Any,
         ) -> ModelResponse:
-            name = f"{PROVIDER}/{model}"
-            # Counting, WordLlama's ranking and similarity: CPU work, off the
-            # loop, in one trip to the thread pool.
-            prompt_tokens, chosen, answer = await offload.in_thread(self._complete, model, messages, optional_params)
-            if chosen is not None:
-                call = _tool_call(messages, *chosen)
-                model_response.choices[0].message.content = None
+            # Counting, WordLlama's ranking and similarity: CPU work, off the loop.
+            prompt_tokens, call, text, finish, completion_tokens = await offload.in_thread(
+                self._complete, model, messages, optional_params)
+            model_response.choices[0].message.content = None if call is not None else text
+            if call is not None:
                 model_response.choices[0].message.tool_calls = [call]
-                text, finish = call.function.arguments, "tool_calls"
-                completion_tokens = await offload.in_thread(count_text, name, text)
-            else:
-                (text, finish), completion_tokens = answer
-                model_response.choices[0].message.content = text
             setattr(model_response.choices[0], "finish_reason", finish)
             model_response.model = model
             setattr(model_response, "usage", Usage(
