@@ -116,9 +116,8 @@ class ChunkStore:
 
     async def recount(self, tenant: str) -> None:
         """Count the tenant's term statistics again from its chunks."""
-        async with self._pool.connection() as conn, conn.transaction():
-            for statement in _RECOUNT_SQL:
-                await conn.execute(statement, {"t": tenant})
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT rag_recount(%s)", (tenant,))
 
     async def chunk_ids(self, tenant: str, document_id: str) -> list[str]:
         async with self._pool.connection() as conn:
@@ -342,16 +341,3 @@ _ADD_CHUNKS_SQL = """
 INSERT INTO rag_tenants AS n (tenant_id, chunks) VALUES (%s, %s)
 ON CONFLICT (tenant_id) DO UPDATE SET chunks = n.chunks + excluded.chunks
 """
-
-# Every statistic of a tenant counted again from its chunks: after a bulk
-# load that bypassed `replace` (aisdk.bench.retrieval).
-_RECOUNT_SQL = (
-    "DELETE FROM rag_terms WHERE tenant_id = %(t)s",
-    """INSERT INTO rag_terms (tenant_id, term, chunks, max_rank)
-       SELECT %(t)s, w, count(*), max(ts_rank(c.search, rag_lexeme(w), 1))
-       FROM rag_chunks c, unnest(tsvector_to_array(c.search)) AS w
-       WHERE c.tenant_id = %(t)s GROUP BY w""",
-    """INSERT INTO rag_tenants (tenant_id, chunks)
-       VALUES (%(t)s, (SELECT count(*) FROM rag_chunks WHERE tenant_id = %(t)s))
-       ON CONFLICT (tenant_id) DO UPDATE SET chunks = excluded.chunks""",
-)

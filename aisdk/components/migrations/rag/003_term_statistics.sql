@@ -29,13 +29,23 @@ CREATE TABLE rag_tenants (
     chunks    integer NOT NULL
 );
 
-INSERT INTO rag_terms (tenant_id, term, chunks, max_rank)
-SELECT c.tenant_id, w, count(*), max(ts_rank(c.search, rag_lexeme(w), 1))
-FROM rag_chunks c, unnest(tsvector_to_array(c.search)) AS w
-GROUP BY c.tenant_id, w;
+-- A tenant's statistics counted again from its chunks: the backfill below,
+-- and ChunkStore.recount after a bulk load that bypassed ChunkStore.replace.
+CREATE FUNCTION rag_recount(tenant text) RETURNS void
+    LANGUAGE sql
+BEGIN ATOMIC
+    DELETE FROM rag_terms WHERE tenant_id = tenant;
+    INSERT INTO rag_terms (tenant_id, term, chunks, max_rank)
+        SELECT tenant, w, count(*), max(ts_rank(c.search, rag_lexeme(w), 1))
+        FROM rag_chunks c, unnest(tsvector_to_array(c.search)) AS w
+        WHERE c.tenant_id = tenant
+        GROUP BY w;
+    INSERT INTO rag_tenants (tenant_id, chunks)
+        VALUES (tenant, (SELECT count(*) FROM rag_chunks WHERE tenant_id = tenant))
+        ON CONFLICT (tenant_id) DO UPDATE SET chunks = excluded.chunks;
+END;
 
-INSERT INTO rag_tenants (tenant_id, chunks)
-SELECT tenant_id, count(*) FROM rag_chunks GROUP BY tenant_id;
+SELECT rag_recount(tenant_id) FROM (SELECT DISTINCT tenant_id FROM rag_chunks) AS tenants;
 
 -- Ranking reads each candidate's tsvector. Left to the default, the largest
 -- column of a row goes out of line into the TOAST table, which was the
