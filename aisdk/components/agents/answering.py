@@ -17,7 +17,7 @@ from ai.agent.v1 import agent_bus, agent_pb2
 from ai.envelope.v1 import envelope_pb2
 from ai.rag.v1 import rag_pb2
 
-from aisdk.components.agents.durable import DEFAULT_AGENT_ID
+from aisdk.components.agents.checkpoints import DEFAULT_AGENT_ID
 from aisdk.components.agents.settings import Settings
 from runtime.contract import Transport
 from runtime.errors import NoResponders, RemoteError, RequestTimeout

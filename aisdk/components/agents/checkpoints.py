@@ -16,7 +16,9 @@ from ai.agent.v1 import agent_pb2
 from aisdk.components.agents.sql import Pool
 
 Kind = Literal["model", "tool", "decision"]
-RunRow = tuple[str, int, bool, bytes | None]  # state, attempts, lease lapsed, reply
+RunRow = tuple[str, bool, bytes | None]  # state, lease lapsed, reply
+# The agent a request without one runs as.
+DEFAULT_AGENT_ID = "assistant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,14 @@ class Claim:
     attempt: int
     request: agent_pb2.AgentRunRequest
     standalone: str
+
+    @property
+    def agent_id(self) -> str:
+        return agent_of(self.request)
+
+
+def agent_of(request: agent_pb2.AgentRunRequest) -> str:
+    return request.agent_id or DEFAULT_AGENT_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +68,10 @@ class RunStore:
     async def row(self, tenant: str, run_id: str) -> RunRow | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT state, attempts, coalesce(lease_until < clock_timestamp(), false), reply FROM agent_runs "
+                "SELECT state, coalesce(lease_until < clock_timestamp(), false), reply FROM agent_runs "
                 "WHERE tenant_id = %s AND run_id = %s", (tenant, run_id))
             row = await cur.fetchone()
-        return None if row is None else (row[0], int(row[1]), bool(row[2]), bytes(row[3]) if row[3] else None)
+        return None if row is None else (row[0], bool(row[1]), bytes(row[2]) if row[2] else None)
 
     async def claim(self, tenant: str, run_id: str, lease_s: float, *, resume: bool = False) -> Claim | None:
         """Claim a running run whose lease lapsed, or (resume) a paused run

@@ -31,8 +31,8 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from opentelemetry.util.types import AttributeValue
 
 from aisdk.components.agents import followup
-from aisdk.components.agents.checkpoints import Claim, Kind, RunStore, Step
-from aisdk.components.agents.loop import AgentLoop, OnDelta, tool_content
+from aisdk.components.agents.checkpoints import Claim, Kind, RunStore, Step, agent_of
+from aisdk.components.agents.loop import AgentLoop, OnDelta, run_call_id, tool_content
 from aisdk.components.agents.rag_tool import RAG_TOOL
 from aisdk.components.agents.registry import ToolRegistry, from_struct
 from aisdk.components.agents.sessions import SessionStore, timestamp
@@ -50,17 +50,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("aisdk.agents.runs")
 Code = envelope_pb2.Error
 Role = gateway_pb2.Role
-DEFAULT_AGENT_ID = "assistant"
 HISTORY_PROMPT = "Earlier in this conversation:\n"
 
 
 @dataclass(slots=True)
 class Listener:
     """A caller of agent.runs.stream: the (round, delta) pieces for it, None
-    once the run has ended, and the text each round has sent it."""
+    once the run has ended, and the rounds that have sent it text."""
 
     queue: asyncio.Queue[tuple[int, str] | None] = field(default_factory=asyncio.Queue)
-    said: dict[int, str] = field(default_factory=dict)
+    streamed: set[int] = field(default_factory=set)
 
 
 class ClaimLost(Exception):
@@ -147,8 +146,6 @@ class Runner:
         # id): whichever claim of the run runs here feeds its model text to them.
         self._listeners: dict[tuple[str, str], Listener] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        # Claims of lapsed runs this process made (a resumption each).
-        self.resumed = 0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -181,7 +178,6 @@ class Runner:
                 log.warning("looking for lapsed runs failed: %s", e)
 
     def _resume_in_background(self, claim: Claim) -> None:
-        self.resumed += 1
         log.info("resuming run %s of tenant %s (attempt %d)", claim.run_id, claim.tenant, claim.attempt)
         task = asyncio.create_task(self._drive(claim), name=f"run {claim.run_id}")
         self._background.add(task)
@@ -191,7 +187,7 @@ class Runner:
 
     async def run(self, request: agent_pb2.AgentRunRequest, ctx: Context) -> agent_pb2.AgentRunReply:
         tenant = ctx.tenant_id
-        agent_id = request.agent_id or DEFAULT_AGENT_ID
+        agent_id = agent_of(request)
         if request.session_id:
             paused = await self.runs.session_paused(tenant, request.session_id)
             if paused is not None and paused != request.run_id:
@@ -226,8 +222,7 @@ class Runner:
         finally:
             del self._listeners[key]
         final = max(reply.rounds, 1) - 1
-        said = listener.said.get(final)
-        if reply.state == agent_pb2.RUN_STATE_SUCCEEDED and said is None and reply.answer:
+        if reply.state == agent_pb2.RUN_STATE_SUCCEEDED and final not in listener.streamed and reply.answer:
             # Nothing of the answer came through here (it was on record
             # already, or it is the abstention): it is sent in one piece.
             yield agent_pb2.AgentRunChunk(run_id=request.run_id, index=index, round=final, delta=reply.answer)
@@ -246,13 +241,12 @@ class Runner:
             row = await self.runs.row(tenant, run_id)
             if row is None:
                 raise HandlerError(Code.CODE_NOT_FOUND, f"no run {run_id!r} in tenant {tenant!r}")
-            state, _, lapsed, reply = row
+            state, lapsed, reply = row
             if state != "running" and reply is not None:
                 return agent_pb2.AgentRunReply.FromString(reply)
             if state == "running" and lapsed:
                 claim = await self.runs.claim(tenant, run_id, self._settings.run_lease_s)
                 if claim is not None:
-                    self.resumed += 1
                     return await self._drive(claim)
             await asyncio.sleep(self._settings.task_poll_s)
 
@@ -315,7 +309,7 @@ class Runner:
 
     async def _execute(self, claim: Claim) -> agent_pb2.AgentRunReply:
         request = claim.request
-        agent_id = request.agent_id or DEFAULT_AGENT_ID
+        agent_id = agent_of(request)
         attrs: dict[str, AttributeValue] = {ATTR.TENANT_ID: claim.tenant, "agent.id": agent_id,
                                             "run.id": claim.run_id, "run.attempt": claim.attempt,
                                             "session.id": request.session_id}
@@ -384,7 +378,7 @@ class Runner:
                     return await self._pause(claim, replay, call)
                 if decision is not None and not decision.approve:
                     result = agent_pb2.ToolExecutionResult(
-                        call_id=f"{claim.run_id}-{call.id}"[:128], tool_name=call.name, success=False,
+                        call_id=run_call_id(claim.run_id, call), tool_name=call.name, success=False,
                         error=f"rejected by {decision.approver or 'the approver'}: {decision.reason or 'no reason'}")
                 else:
                     try:
@@ -416,7 +410,7 @@ class Runner:
         round_ = replay.rounds
 
         async def on_delta(delta: str) -> None:
-            listener.said[round_] = listener.said.get(round_, "") + delta
+            listener.streamed.add(round_)
             listener.queue.put_nowait((round_, delta))
 
         return on_delta
@@ -428,13 +422,13 @@ class Runner:
         arguments = struct_pb2.Struct()
         with contextlib.suppress(ValueError):
             json_format.Parse(call.arguments or "{}", arguments)
-        out.pending.CopyFrom(agent_pb2.PendingApproval(call_id=f"{claim.run_id}-{call.id}"[:128],
+        out.pending.CopyFrom(agent_pb2.PendingApproval(call_id=run_call_id(claim.run_id, call),
                                                        tool_name=call.name, arguments=arguments))
         out.answer = (f"Run {claim.run_id} waits for approval of a call of {call.name}: "
                       f"aisdk agents approve|reject {claim.run_id}")
         if not await self.runs.pause(claim, out):
             raise ClaimLost(claim.run_id)
-        await self._status(claim.tenant, claim.request.agent_id or DEFAULT_AGENT_ID)
+        await self._status(claim.tenant, claim.agent_id)
         return out
 
     async def _status(self, tenant: str, agent_id: str) -> None:
@@ -467,5 +461,5 @@ class Runner:
         if not await self.runs.finish(claim, out, turn):
             raise ClaimLost(claim.run_id)
         if replay.decisions:
-            await self._status(claim.tenant, claim.request.agent_id or DEFAULT_AGENT_ID)
+            await self._status(claim.tenant, claim.agent_id)
         return out

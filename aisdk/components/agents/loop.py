@@ -174,9 +174,7 @@ class AgentLoop:
             fallback=last.fallback)
 
     async def call_tool(self, call: gateway_pb2.ToolCall, run_id: str) -> agent_pb2.ToolExecutionResult:
-        # The model's call id is unique within one conversation only: the run
-        # id makes it unique for the executors' record of executed calls.
-        call_id = f"{run_id}-{call.id}"[:128]
+        call_id = run_call_id(run_id, call)
         arguments = _arguments(call)
         if isinstance(arguments, str):
             return agent_pb2.ToolExecutionResult(call_id=call_id, tool_name=call.name or "unknown", success=False,
@@ -189,3 +187,9 @@ class AgentLoop:
             # A call the model got wrong: it reads why and may try again.
             return agent_pb2.ToolExecutionResult(call_id=call_id, tool_name=call.name or "unknown", success=False,
                                                  error=str(e)[:4096])
+
+
+def run_call_id(run_id: str, call: gateway_pb2.ToolCall) -> str:
+    """A tool call's id in the executors' record. The model's call id is
+    unique within one conversation only: the run id makes it unique."""
+    return f"{run_id}-{call.id}"[:128]
