@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from aisdk.components.rag import textrank
 from aisdk.components.rag.fusion import RRF_K, Candidate
 from aisdk.components.rag.store import TermStatistics
 
@@ -85,9 +86,9 @@ CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
 
 
 def _rarity(frequency: int, chunks: int) -> float:
-    """Inverse document frequency, smoothed so that a term every chunk
-    holds weighs about nothing and one no chunk holds weighs the most."""
-    return max(0.0, math.log((chunks + 1) / (frequency + 0.5)))
+    """The full-text ranking's inverse document frequency (rag.textrank):
+    a term every chunk holds weighs about nothing, one no chunk holds the most."""
+    return max(0.0, textrank.idf(chunks, frequency))
 
 
 @dataclass(frozen=True, slots=True)
