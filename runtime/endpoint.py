@@ -53,13 +53,13 @@ def gives_up(exc: BaseException) -> bool:
 def error_proto(exc: BaseException, spec: SubjectSpec[Any, Any]) -> envelope_pb2.Error:
     if isinstance(exc, ContractViolation):
         return exc.to_proto()
-    if isinstance(exc, PlatformError):
-        retryable = exc.retryable if isinstance(exc, HandlerError) else False
-        error = Code(code=error_code(exc), message=str(exc), retryable=retryable)  # type: ignore[arg-type]
-        after = exc.retry_after if isinstance(exc, HandlerError) else None
-        if after is not None:
-            error.retry_after.FromNanoseconds(round(after * 1e9))
+    if isinstance(exc, HandlerError):
+        error = Code(code=exc.code, message=str(exc), retryable=exc.retryable)  # type: ignore[arg-type]
+        if exc.retry_after is not None:
+            error.retry_after.FromNanoseconds(round(exc.retry_after * 1e9))
         return error
+    if isinstance(exc, PlatformError):
+        return Code(code=error_code(exc), message=str(exc))  # type: ignore[arg-type]
     # Never leak a traceback or an exception's text to the caller.
     return Code(code=Code.CODE_INTERNAL, message=f"internal error in {spec.service}.{spec.rpc}")
 
@@ -265,8 +265,8 @@ class Endpoint:
         except PlatformError as e:
             await self._refuse(subject, data, e, reply, 0)
             return None
-        deadline = codec.deadline_of(env) if env.HasField("deadline") else None
-        if deadline is not None and self._expired(deadline):
+        deadline = codec.deadline_of(env)
+        if self._expired(deadline):
             if reply:
                 err = Code(code=Code.CODE_DEADLINE_EXCEEDED, message="deadline passed before processing")
                 await self.bus.send_error(reply, env.tenant_id, err, env.id)
@@ -323,15 +323,14 @@ class Endpoint:
         env, payload, deadline = admitted
         t0 = _perf_ns()
         chunks = 0
+        head = self._reply_head(env.tenant_id)  # one tenant for the whole stream
         try:
             async for chunk in self.method(payload, MessageContext(subject, env.tenant_id, env, deadline)):
                 if self._validate_reply is not None:
                     violations = self._validate_reply(chunk)
                     if violations:
                         raise ContractViolation(self._reply_type, violations)
-                await self.bus.publish_bytes(
-                    reply, codec.reply(self._reply_head(env.tenant_id), chunk.SerializeToString(), env.id)
-                )
+                await self.bus.publish_bytes(reply, codec.reply(head, chunk.SerializeToString(), env.id))
                 chunks += 1
         except Exception as e:  # noqa: BLE001 - the stream ends with an Error, the subscription lives on
             await self._failed(e, subject, reply, env)
