@@ -29,6 +29,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ai.gateway.v1 import gateway_pb2
 from aisdk.components.environment import number, whole
 
+# The JetStream KV bucket that shares breaker states between workers.
+DEFAULT_BUCKET = "gateway_breakers"
 DEFAULT_FAILURE_THRESHOLD = 5
 DEFAULT_RESET_TIMEOUT_S = 30.0
 DEFAULT_WINDOW_S = 300.0
@@ -56,7 +58,7 @@ class BreakerConfig:
     window_s: float = DEFAULT_WINDOW_S
     degraded_error_rate: float = DEFAULT_DEGRADED_ERROR_RATE
     # The JetStream KV bucket that shares breaker states between workers.
-    bucket: str = "gateway_breakers"
+    bucket: str = DEFAULT_BUCKET
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1:
@@ -131,7 +133,7 @@ class CircuitBreaker:
         now = self.clock()
         held = self._held_until - now
         if self.state is BreakerState.OPEN:
-            return max(held, self._since + self.reset_timeout_s - now, 0.0)
+            return max(held, self.reopens_at() - now, 0.0)
         return max(held, 0.0)
 
     def reopens_at(self) -> float:

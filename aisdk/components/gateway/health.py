@@ -43,8 +43,11 @@ class DeploymentHealth:
         self._reported: dict[str, int] = {}  # deployment -> its call count at its last fallback event
 
     def _failure(self, deployment: str, retry_after_s: float | None) -> None:
-        self.tracker.breaker(deployment).record_failure(retry_after_s=retry_after_s)
-        if retry_after_s and self.shared is not None:
+        breaker = self.tracker.breaker(deployment)
+        breaker.record_failure(retry_after_s=retry_after_s)
+        # A failure that opened the breaker was shared as open, hold included
+        # (SharedBreakers.opened): a second record would overwrite it.
+        if retry_after_s and self.shared is not None and breaker.state is not BreakerState.OPEN:
             self.shared.held(deployment, retry_after_s)
 
     def _changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:

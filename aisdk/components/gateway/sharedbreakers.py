@@ -29,11 +29,10 @@ from typing import Any
 
 from nats.js.kv import KeyValue
 
-from aisdk.components.gateway.breaker import CircuitBreaker, HealthTracker
+from aisdk.components.gateway.breaker import DEFAULT_BUCKET, CircuitBreaker, HealthTracker
 from aisdk.components.gateway.kv import Connected, jetstream, open_bucket, token
 
 log = logging.getLogger("aisdk.gateway.breakers")
-DEFAULT_BUCKET = "gateway_breakers"
 # States older than this say nothing about a provider any more.
 MAX_AGE_S = 24 * 3600.0
 OPEN, HELD, CLOSED = "open", "held", "closed"
@@ -51,7 +50,6 @@ class SharedBreakers:
         self._deployments = {identity: d for d, identity in self.identities.items()}
         self.wall_clock = wall_clock
         self.worker = uuid.uuid4().hex[:12]
-        self.adopted = 0  # states taken from other workers
         self._watch: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
@@ -82,7 +80,8 @@ class SharedBreakers:
             log.warning("could not share the breaker of %s: %s", identity, e)
 
     def opened(self, breaker: CircuitBreaker) -> None:
-        self.share(breaker.deployment, OPEN, max(0.0, breaker.reopens_at() - breaker.clock()))
+        # wait(): until the probe, or the provider's Retry-After when later.
+        self.share(breaker.deployment, OPEN, breaker.wait())
 
     def held(self, deployment: str, seconds: float) -> None:
         self.share(deployment, HELD, seconds)
@@ -92,12 +91,12 @@ class SharedBreakers:
 
     # -- reading: what other workers learnt ----------------------------------
 
-    def apply(self, record: dict[str, Any]) -> bool:
-        """Set this worker's breaker from another worker's record; True if it
-        was applied (not this worker's own, not an expired one)."""
+    def apply(self, record: dict[str, Any]) -> None:
+        """Set this worker's breaker from another worker's record (not this
+        worker's own, not an expired one)."""
         deployment, state = self._deployments.get(str(record.get("deployment"))), record.get("state")
         if record.get("worker") == self.worker or deployment is None:
-            return False
+            return
         left = float(record.get("until", 0.0)) - self.wall_clock()
         breaker = self.tracker.breaker(deployment)
         if state == CLOSED:
@@ -106,10 +105,6 @@ class SharedBreakers:
             breaker.adopt_open(left)
         elif state == HELD and left > 0:
             breaker.hold(left)
-        else:
-            return False
-        self.adopted += 1
-        return True
 
     async def _follow(self) -> None:
         watcher = await self.kv.watchall()
