@@ -226,6 +226,11 @@ class Providers:
         an unknown model): its answers are the ones cached under model."""
         return self.chain(model)[0]
 
+    def retry_after(self, *deployments: Deployment) -> float:
+        """When the soonest of these may be called again (a hold, an open
+        circuit's cool-down), and DEFAULT_RETRY_AFTER_S when that is now."""
+        return min((self.outcome.wait(d.id) for d in deployments), default=0.0) or DEFAULT_RETRY_AFTER_S
+
     def failed(self, deployment: Deployment, error: Exception) -> Failure:
         """Classify a provider error of deployment and tell its breaker when
         it is the provider's fault (a client error says nothing about it)."""
@@ -264,7 +269,7 @@ class Providers:
         """Every deployment failed or is set aside: UNAVAILABLE (or
         RESOURCE_EXHAUSTED when every provider called answered 429), retryable
         once the first deployment may be called again."""
-        after = min((self.outcome.wait(d.id) for d in chain), default=0.0) or DEFAULT_RETRY_AFTER_S
+        after = self.retry_after(*chain)
         if every_call_rate_limited:
             return HandlerError(Code.CODE_RESOURCE_EXHAUSTED, f"every deployment of {model!r} is rate-limited by "
                                 f"its provider: {'; '.join(errors)}", retryable=True, retry_after=after)
@@ -317,7 +322,7 @@ class Providers:
         return HandlerError(
             Code.CODE_UNAVAILABLE, f"the stream of {d.id} ({d.model}) failed after {sent} chunks, which stand as "
             f"sent (a retry starts over): {reason(error)}", retryable=True,
-            retry_after=self.outcome.wait(d.id) or DEFAULT_RETRY_AFTER_S)
+            retry_after=self.retry_after(d))
 
     def finish_stream(self, d: Deployment, chunks: Sequence[Any], messages: list[dict[str, Any]]) -> Completion:
         """Usage and cost of a finished stream, from its rebuilt response."""

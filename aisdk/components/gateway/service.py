@@ -27,7 +27,7 @@ from aisdk.components.gateway.instruments import Instruments
 from aisdk.components.gateway.operations import Operation, OperationLog, Status as OpStatus, Type as OpType
 from aisdk.components.gateway.health import DeploymentHealth
 from aisdk.components.gateway.models import Deployment
-from aisdk.components.gateway.providers import DEFAULT_RETRY_AFTER_S, NO_GUARD, Completion, Providers, litellm
+from aisdk.components.gateway.providers import NO_GUARD, Completion, Providers, litellm
 from aisdk.components.gateway.ratelimit import STORE_ERRORS, WINDOWS, Decision, Limits, RateLimiter
 from aisdk.components.gateway.reservations import BudgetLedger, BudgetUnavailable, Refusal, max_cost
 from aisdk.components.gateway.sharedbreakers import SharedBreakers
@@ -555,7 +555,7 @@ class Gateway(gateway_bus.GatewayServiceHandler):
                 raise HandlerError(Code.CODE_UNAVAILABLE, f"{model} failed and {e.model} answered instead, but "
                                    f"{len(found)} of the texts are cached as {model}'s vectors; retry when "
                                    f"{model} is back", retryable=True,
-                                   retry_after=self.providers.outcome.wait(primary.id) or DEFAULT_RETRY_AFTER_S)
+                                   retry_after=self.providers.retry_after(primary))
             for i, vector in zip(missing, e.vectors):
                 found[i] = gateway_pb2.Embedding(values=vector)
             if self._cache is not None and policy.write:
