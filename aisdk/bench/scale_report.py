@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aisdk.bench.harness import Sample
+from aisdk.bench.harness import DASH, Sample, check, mark, us
 
 if TYPE_CHECKING:
     from aisdk.bench.report import Figures
     from aisdk.bench.run import Run
 
-DASH = "–"
 GOALS = {
     "event_loop_ingesting_p99_ratio": "<= 2.0",
     "event_loop_embedding_p99_ratio": "<= 2.0",
@@ -30,14 +29,6 @@ def _p99(s: Sample) -> float:
 
 def _p95(s: Sample) -> float:
     return s.percentile(95)
-
-
-def _met(value: float | None, goal: str) -> bool | None:
-    if value is None:
-        return None
-    op, _, bound = goal.partition(" ")
-    limit = float(bound)
-    return {"<": value < limit, "<=": value <= limit, ">": value > limit, ">=": value >= limit}[op]
 
 
 def _ms(f: Figures, group: str, case: str) -> float | None:
@@ -65,12 +56,8 @@ def summary(f: Figures, r: Run) -> dict[str, Any]:
         "retrieval_full_text": f.latency("retrieval", "full_text"),
         "loaded": {k: v for k, v in r.facts.items()
                    if k in ("llmops_operations_loaded", "retrieval_chunks", "report_operations")},
-        "goals": {k: {"value": v, "goal": GOALS[k], "met": _met(v, GOALS[k])} for k, v in values.items()},
+        "goals": {k: check(v, GOALS[k]) for k, v in values.items()},
     }
-
-
-def _us(d: dict[str, Any] | None, key: str) -> str:
-    return DASH if not d or d.get(key) is None else f"{d[key]:,.0f} µs"
 
 
 def markdown(s: dict[str, Any]) -> list[str]:
@@ -88,9 +75,8 @@ def markdown(s: dict[str, Any]) -> list[str]:
         (f"full-text retrieval on {loaded.get('retrieval_chunks', 0):,.0f} chunks of one tenant",
          s["retrieval_full_text"]),
     ]
-    out += [f"| {label} | {_us(d, 'p50_us')} | {_us(d, 'p95_us')} | {_us(d, 'p99_us')} |" for label, d in rows]
+    out += [f"| {label} | {us(d, 'p50_us')} | {us(d, 'p95_us')} | {us(d, 'p99_us')} |" for label, d in rows]
     out += ["", "| goal | value | met |", "|---|---|---|"]
     for name, g in s["goals"].items():
-        met = DASH if g["met"] is None else ("yes" if g["met"] else "**no**")
-        out.append(f"| {name} {g['goal']} | {DASH if g['value'] is None else g['value']} | {met} |")
+        out.append(f"| {name} {g['goal']} | {DASH if g['value'] is None else g['value']} | {mark(g['met'])} |")
     return out
