@@ -448,30 +448,34 @@ class Bus:
         env = self._build_envelope(spec, payload, tenant_id, options, None)
         if spec.durability is not None:
             await self._js_publish(spec, subject, env)
-        elif self.mirror_headers:
-            await self.publish_bytes(subject, env.SerializeToString(), headers=self._headers(env))
-        else:
-            # nats-py's publish directly, one coroutine less per event;
-            # publish_bytes takes over when the buffer is full.
-            data = env.SerializeToString()
-            try:
-                await self.nc.publish(subject, data)
-            except nats.errors.OutboundBufferLimitError:
-                await self.publish_bytes(subject, data)
+            return
+        # nats-py's publish directly, one coroutine less per event than
+        # publish_bytes; its fallback takes over when the buffer is full.
+        data, headers = env.SerializeToString(), self._headers(env)
+        try:
+            await self.nc.publish(subject, data, headers=headers)
+        except nats.errors.OutboundBufferLimitError:
+            await self._publish_when_drained(subject, data, "", headers)
 
     async def publish_bytes(self, subject: str, data: bytes, reply: str = "", headers: dict[str, str] | None = None) -> None:
         """Publish pre-encoded bytes; waits out a full buffer while reconnecting, then raises Backpressure."""
+        try:
+            await self.nc.publish(subject, data, reply, headers)
+        except nats.errors.OutboundBufferLimitError:
+            await self._publish_when_drained(subject, data, reply, headers)
+
+    async def _publish_when_drained(self, subject: str, data: bytes, reply: str,
+                                    headers: dict[str, str] | None) -> None:
+        """A publish that found the buffer full: once more when the client
+        has reconnected (or publish_wait has passed), then Backpressure."""
         nc = self.nc
+        deadline = time.monotonic() + self.publish_wait
+        while not nc.is_connected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         try:
             await nc.publish(subject, data, reply, headers)
         except nats.errors.OutboundBufferLimitError:
-            deadline = time.monotonic() + self.publish_wait
-            while not nc.is_connected and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            try:
-                await nc.publish(subject, data, reply, headers)
-            except nats.errors.OutboundBufferLimitError:
-                raise Backpressure(subject, nc.pending_data_size) from None
+            raise Backpressure(subject, nc.pending_data_size) from None
 
     def _jetstream(self) -> jetstream.JetStream:
         if self._jets is None:
