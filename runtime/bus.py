@@ -530,9 +530,9 @@ class Bus:
         than the policy waits for, or a wait past the call's deadline."""
         if not e.retryable or attempt > retries:
             return None
-        if e.retry_after is not None and e.retry_after > self.retry.max_retry_after:
+        wait = self.retry.wait(attempt, e.retry_after)
+        if wait is None:
             return None
-        wait = self.retry.delay(attempt, e.retry_after)
         deadline = options.get("deadline")
         if deadline is not None and time.time() + wait >= deadline:
             return None

@@ -376,16 +376,16 @@ class Endpoint:
         while True:
             st.errors += 1
             st.last_error = f"{type(failure).__name__}: {failure}"
-            after = retry_after_of(failure)
-            # Longer than the policy waits in process: dead-lettered now, replayable later.
-            too_long = after is not None and after > policy.max_retry_after
-            if attempt >= policy.attempts or gives_up(failure) or too_long:
+            # None: a retry-after longer than the policy waits in process,
+            # dead-lettered now, replayable later.
+            wait = policy.wait(attempt, retry_after_of(failure))
+            if attempt >= policy.attempts or gives_up(failure) or wait is None:
                 log.warning("handler %s.%s failed %d times on %s: %s", self.spec.service,
                             self.spec.rpc, attempt, subject, st.last_error)
                 await self._dead_letter(subject, data, error_code(failure), st.last_error, attempt, self.queue_group)
                 return
             st.retried += 1
-            await asyncio.sleep(policy.delay(attempt, after))
+            await asyncio.sleep(wait)
             attempt += 1
             ctx.attempt = attempt
             try:

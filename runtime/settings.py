@@ -59,6 +59,13 @@ class RetryPolicy:
         backoff = float(min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff))
         return max(backoff, retry_after or 0.0)
 
+    def wait(self, attempt: int, retry_after: float | None = None) -> float | None:
+        """delay(), or None when the retry-after is longer than this policy
+        waits for in process (the caller gives up instead)."""
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return None
+        return self.delay(attempt, retry_after)
+
 
 @dataclass(frozen=True, slots=True)
 class BusSettings:
